@@ -1,0 +1,6 @@
+"""Background workers, each run as `courtside worker NAME`.
+
+WORKERS maps a worker's name to "module:function", an async function taking Settings.
+"""
+
+WORKERS: dict[str, str] = {}

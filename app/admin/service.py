@@ -1,0 +1,50 @@
+"""Audit trail: append-only rows for sensitive actions, and reading them back."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.admin.models import AuditLog
+from app.pagination import Page, after_cursor, page_of
+from app.request_meta import RequestMeta
+
+
+def record(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    action: str,
+    meta: RequestMeta | None,
+    actor_user_id: uuid.UUID | None = None,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    """Add an audit row to the session's current transaction (it commits with the change)."""
+    row = AuditLog(
+        tenant_id=tenant_id,
+        actor_user_id=actor_user_id,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        ip=meta.ip if meta and meta.ip != "unknown" else None,
+        request_id=meta.request_id if meta else None,
+        details=details or {},
+    )
+    session.add(row)
+    return row
+
+
+async def list_audit_logs(
+    session: AsyncSession, *, limit: int, cursor: str | None, action: str | None = None
+) -> Page[AuditLog]:
+    """Newest first. RLS scopes the rows to the session's tenant."""
+    query = select(AuditLog)
+    if action:
+        query = query.where(AuditLog.action == action)
+    query = after_cursor(query, AuditLog.created_at, AuditLog.id, cursor)
+    async with session.begin():
+        rows = list((await session.scalars(query.limit(limit + 1))).all())
+    return page_of(rows, limit, lambda r: (r.created_at, r.id))

@@ -1,0 +1,106 @@
+"""Password hashing (Argon2id) and token primitives (JWT access, opaque refresh)."""
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.profiles import RFC_9106_LOW_MEMORY
+
+from app.errors import Unauthorized
+from app.settings import Settings
+
+# OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1 (the minimum it lists).
+PASSWORD_HASHER = PasswordHasher(
+    time_cost=2, memory_cost=19 * 1024, parallelism=1,
+    hash_len=RFC_9106_LOW_MEMORY.hash_len, salt_len=RFC_9106_LOW_MEMORY.salt_len,
+)
+JWT_ALGORITHM = "HS256"
+# Verifying against this keeps an unknown email as slow as a wrong password.
+_DUMMY_HASH = PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return PASSWORD_HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    try:
+        PASSWORD_HASHER.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return password_hash is not None
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: str
+
+
+def issue_access_token(settings: Settings, claims: AccessClaims) -> str:
+    now = datetime.now(UTC)
+    payload = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(claims.user_id),
+        "tenant": str(claims.tenant_id),
+        "role": claims.role,
+        "iat": now,
+        "exp": now + timedelta(seconds=settings.access_token_ttl_seconds),
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(payload, settings.jwt_access_secret.get_secret_value(), JWT_ALGORITHM)
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    try:
+        payload = jwt.decode(
+            token,
+            settings.jwt_access_secret.get_secret_value(),
+            algorithms=[JWT_ALGORITHM],  # pinned: never trust the token's own "alg"
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "role"]},
+        )
+        return AccessClaims(uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]),
+                            str(payload["role"]))
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise Unauthorized("The access token is invalid or expired.") from exc
+
+
+@dataclass(frozen=True)
+class OpaqueToken:
+    """A secret handed to a client once: `<tenant uuid hex>.<random>`; only its HMAC is stored.
+
+    The tenant prefix tells the server which tenant's rows to look in (RLS needs it before
+    any lookup); forging it only moves the lookup to a tenant where the hash won't match.
+    """
+
+    tenant_id: uuid.UUID
+    value: str
+
+    @classmethod
+    def new(cls, tenant_id: uuid.UUID) -> "OpaqueToken":
+        return cls(tenant_id, f"{tenant_id.hex}.{secrets.token_urlsafe(32)}")
+
+    @classmethod
+    def parse(cls, value: str) -> "OpaqueToken":
+        prefix, _, secret = value.partition(".")
+        try:
+            tenant_id = uuid.UUID(hex=prefix)
+        except ValueError as exc:
+            raise Unauthorized("The token is invalid.") from exc
+        if len(secret) < 32:
+            raise Unauthorized("The token is invalid.")
+        return cls(tenant_id, value)
+
+    def digest(self, settings: Settings) -> str:
+        key = settings.jwt_refresh_secret.get_secret_value().encode()
+        return hmac.new(key, self.value.encode(), hashlib.sha256).hexdigest()

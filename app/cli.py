@@ -1,0 +1,101 @@
+"""The `courtside` command."""
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+
+
+def _api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.settings import get_settings
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=args.host, port=args.port or settings.port,
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        access_log=False, log_config=None, loop="uvloop", http="httptools",
+        timeout_graceful_shutdown=20,
+    )
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    from app.dbadmin import bootstrap, migrate
+    from app.settings import get_settings
+
+    settings = get_settings()
+    admin_url = args.bootstrap or os.environ.get("DATABASE_ADMIN_URL")
+    if admin_url:
+        asyncio.run(bootstrap(admin_url, settings))
+    migrate(settings)
+    print("migrations applied")
+
+
+def _seed(_: argparse.Namespace) -> None:
+    from app.seed import seed_demo
+    from app.settings import get_settings
+
+    tenant_id = asyncio.run(seed_demo(get_settings()))
+    print(f"demo tenant ready: {tenant_id}")
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from app.logging import configure_logging
+    from app.settings import get_settings
+    from workers import WORKERS
+
+    if args.name not in WORKERS:
+        sys.exit(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
+    module_name, _, function_name = WORKERS[args.name].partition(":")
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    run = getattr(importlib.import_module(module_name), function_name)
+    asyncio.run(run(settings))
+
+
+def _operator(_: argparse.Namespace) -> None:
+    try:
+        from courtside_operator.main import run_operator
+    except ImportError as exc:
+        sys.exit(f"operator not available: {exc}")
+    run_operator()
+
+
+def _dev(args: argparse.Namespace) -> None:
+    from app.devrunner import run_dev
+
+    run_dev(port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="courtside", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a pod
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=_api)
+    mig = sub.add_parser("migrate", help="apply database migrations (owner role)")
+    mig.add_argument("--bootstrap", metavar="ADMIN_URL", default=None,
+                     help="first create roles and database with this superuser URL")
+    mig.set_defaults(func=_migrate)
+    sub.add_parser("seed", help="create the demo tenant and users").set_defaults(func=_seed)
+    worker = sub.add_parser("worker", help="run a background worker")
+    worker.add_argument("name")
+    worker.set_defaults(func=_worker)
+    sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(
+        func=_operator)
+    dev = sub.add_parser("dev", help="run the whole product locally")
+    dev.add_argument("--port", type=int, default=None)
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

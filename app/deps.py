@@ -1,0 +1,116 @@
+"""Dependencies every route shares: resources, the caller, role checks, the tenant session."""
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.security import decode_access_token
+from app.caller import Caller
+from app.errors import Forbidden, TenantSuspended, Unauthorized
+from app.ratelimit import Bucket, Limit
+from app.request_meta import RequestMeta
+from app.resources import Resources
+from app.settings import Settings
+from app.tenants.models import Role
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+
+
+def get_resources(request: Request) -> Resources:
+    return request.app.state.resources  # type: ignore[no-any-return]
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def get_settings_dep(resources: ResourcesDep) -> Settings:
+    return resources.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_request_meta(request: Request) -> RequestMeta:
+    # Behind the ingress, uvicorn's proxy-headers support (FORWARDED_ALLOW_IPS) has already
+    # replaced client.host with the forwarded address from trusted proxies only.
+    ip = request.client.host if request.client else "unknown"
+    return RequestMeta(ip=ip, request_id=request.state.request_id
+                       if hasattr(request.state, "request_id") else None,
+                       user_agent=request.headers.get("user-agent"))
+
+
+MetaDep = Annotated[RequestMeta, Depends(get_request_meta)]
+
+
+async def ip_rate_limit(resources: ResourcesDep, meta: MetaDep) -> None:
+    """For routes without a caller yet (login, register, refresh)."""
+    s = resources.settings
+    if not s.rate_limit_enabled:
+        return
+    await resources.limiter.check([Bucket("ip", meta.ip, Limit(
+        s.rate_limit_max_per_ip, s.rate_limit_window_seconds, s.rate_limit_burst))])
+
+
+async def current_caller(
+    resources: ResourcesDep,
+    meta: MetaDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    """The authenticated caller; also enforces suspension and the IP/user/tenant limits."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("A bearer access token is required.")
+    claims = decode_access_token(resources.settings, credentials.credentials)
+    try:
+        role = Role(claims.role)
+    except ValueError as exc:
+        raise Unauthorized("The access token is invalid or expired.") from exc
+    policy = await resources.tenant_policies.get(claims.tenant_id)
+    if not policy.exists:
+        raise Unauthorized("The access token is invalid or expired.")
+    if policy.suspended:
+        raise TenantSuspended("This organisation's account is suspended.")
+    if resources.settings.rate_limit_enabled:
+        await resources.limiter.check([
+            Bucket("ip", meta.ip, policy.per_ip),
+            Bucket("user", str(claims.user_id), policy.per_user),
+            Bucket("tenant", str(claims.tenant_id), policy.per_tenant),
+        ])
+    structlog.contextvars.bind_contextvars(tenant_id=str(claims.tenant_id),
+                                           user_id=str(claims.user_id))
+    return Caller(claims.user_id, claims.tenant_id, role)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
+    """Route dependency: the caller must hold one of `roles` in their tenant."""
+
+    async def check(caller: CallerDep) -> Caller:
+        if not caller.has_role(*roles):
+            raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
+        return caller
+
+    return check
+
+
+async def tenant_session(
+    resources: ResourcesDep, caller: CallerDep
+) -> AsyncIterator[AsyncSession]:
+    """A session whose every transaction is scoped to the caller's tenant (RLS)."""
+    async with resources.db.session(caller.tenant_id, caller.user_id) as session:
+        yield session
+
+
+async def anonymous_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """A session with no tenant: sees no tenant rows until a service scopes it."""
+    async with resources.db.session() as session:
+        yield session
+
+
+TenantSessionDep = Annotated[AsyncSession, Depends(tenant_session)]
+AnonymousSessionDep = Annotated[AsyncSession, Depends(anonymous_session)]

@@ -1,0 +1,118 @@
+"""`courtside dev`: the whole product on a laptop, no containers.
+
+Starts (unless the environment already points at one) PostgreSQL, Redis, moto's S3+SQS
+server and an SMTP server, on free loopback ports; bootstraps roles, migrates, seeds the
+demo tenant; then runs the API, every worker and the operator's CLI reconcile as child
+processes. State lives in .courtside/ so a second run keeps the data; Ctrl-C stops all.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app import devstack
+from app.aws import ensure_resources
+from app.dbadmin import bootstrap, migrate
+from app.seed import seed_demo
+from app.settings import Settings, get_settings
+from workers import WORKERS
+
+STATE_DIR = Path(os.environ.get("COURTSIDE_STATE_DIR", ".courtside")).resolve()
+
+
+def _runtime_urls(host_port: str) -> dict[str, str]:
+    database = "courtside"
+    return {
+        "DATABASE_URL": f"postgresql+asyncpg://courtside_app:courtside_app@{host_port}/{database}",
+        "MIGRATION_DATABASE_URL":
+            f"postgresql+asyncpg://courtside_owner:courtside_owner@{host_port}/{database}",
+        "RELAY_DATABASE_URL":
+            f"postgresql+asyncpg://courtside_relay:courtside_relay@{host_port}/{database}",
+    }
+
+
+def run_dev(port: int | None = None) -> None:
+    env: dict[str, str] = {}
+    started: list[object] = []
+    children: list[subprocess.Popen[bytes]] = []
+
+    def shutdown(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        for service in reversed(started):
+            service.stop()  # type: ignore[attr-defined]
+
+    try:
+        if "DATABASE_URL" not in os.environ:
+            pg = devstack.EmbeddedPostgres(STATE_DIR / "pgdata").start()
+            started.append(pg)
+            env.update(_runtime_urls(f"127.0.0.1:{pg.port}"))
+            env["DATABASE_ADMIN_URL"] = pg.admin_url
+        if "REDIS_URL" not in os.environ:
+            redis = devstack.RedisServer(STATE_DIR / "redis", persist=True).start()
+            started.append(redis)
+            env["REDIS_URL"] = redis.url
+        if "AWS_ENDPOINT_URL" not in os.environ and "AWS_ENDPOINT" not in os.environ:
+            moto = devstack.MotoServer(STATE_DIR).start()
+            started.append(moto)
+            env.update({"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "test",
+                        "AWS_SECRET_ACCESS_KEY": "test"})
+        if "SMTP_HOST" not in os.environ:
+            smtp = devstack.SmtpServer(mail_dir=STATE_DIR / "mail").start()
+            started.append(smtp)
+            env.update({"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port)})
+        if port is not None:
+            env["PORT"] = str(port)
+        os.environ.update(env)
+        get_settings.cache_clear()
+        settings: Settings = get_settings()
+
+        admin_url = os.environ.get("DATABASE_ADMIN_URL")
+        if admin_url:
+            asyncio.run(bootstrap(admin_url, settings))
+        migrate(settings)
+        queues = asyncio.run(ensure_resources(settings))
+        os.environ.setdefault("SQS_NOTIFICATIONS_QUEUE_URL", queues["notifications"])
+        os.environ.setdefault("SQS_MEDIA_QUEUE_URL", queues["media"])
+        get_settings.cache_clear()
+        settings = get_settings()
+        asyncio.run(seed_demo(settings))
+
+        exe = [sys.executable, "-m", "app.cli"]
+        children.append(subprocess.Popen([*exe, "api"]))  # noqa: S603
+        for index, name in enumerate(sorted(WORKERS)):
+            worker_env = {**os.environ, "METRICS_PORT": str(settings.metrics_port + index)}
+            children.append(subprocess.Popen([*exe, "worker", name], env=worker_env))  # noqa: S603
+
+        api = f"http://localhost:{settings.port}"
+        print("\nCourtside is running:\n"
+              f"  API            {api}   (docs {api}/docs)\n"
+              f"  PostgreSQL     {settings.database_url.split('@')[-1]}\n"
+              f"  Redis          {settings.redis_url}\n"
+              f"  S3/SQS (moto)  {settings.aws_endpoint_url}\n"
+              f"  SMTP           {settings.smtp_host}:{settings.smtp_port} "
+              f"(mail saved to {STATE_DIR / 'mail'})\n"
+              f"  Workers        {', '.join(sorted(WORKERS)) or '(none yet)'}\n"
+              "  Demo users     admin@demo.com/admin123, coach@demo.com/coach123, "
+              "athlete@demo.com/athlete123\n"
+              "Ctrl-C stops everything; data stays in .courtside/.\n", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        failed = [c.args for c in children if c.poll() is not None]
+        print(f"A process stopped: {failed}; shutting down.", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nStopping…", flush=True)
+    finally:
+        shutdown()

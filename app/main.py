@@ -1,0 +1,44 @@
+"""create_app(): routers, middleware, error handlers — nothing else."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.admin.router import router as admin_router
+from app.auth.router import router as auth_router
+from app.errors import install_problem_handlers
+from app.health.router import router as health_router
+from app.logging import configure_logging
+from app.observability import RequestContextMiddleware
+from app.resources import Resources
+from app.settings import Settings, get_settings
+from app.tenants.router import router as tenants_router
+
+API_ROUTERS = [auth_router, tenants_router, admin_router]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.resources = Resources.create(settings)
+        try:
+            yield
+        finally:
+            await app.state.resources.close()
+
+    app = FastAPI(
+        title="Courtside API",
+        version="0.1.0",
+        description="Multi-tenant backend for coaching: spaces, posts, media, scheduling.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    for router in API_ROUTERS:
+        app.include_router(router)
+    return app

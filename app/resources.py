@@ -1,0 +1,39 @@
+"""The long-lived clients a process holds: database, Redis, limiter, tenant policies."""
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.auth.throttle import LoginThrottle
+from app.db import Database
+from app.ratelimit import RateLimiter
+from app.settings import Settings
+from app.tenants.policy import TenantPolicyCache
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: Database
+    redis: Redis
+    limiter: RateLimiter
+    login_throttle: LoginThrottle
+    tenant_policies: TenantPolicyCache
+
+    @classmethod
+    def create(cls, settings: Settings) -> "Resources":
+        db = Database.from_settings(settings, application_name="courtside-api")
+        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0,
+                               socket_connect_timeout=1.0, health_check_interval=30)
+        return cls(
+            settings=settings,
+            db=db,
+            redis=redis,
+            limiter=RateLimiter(redis, fail_open=settings.rate_limit_fail_open),
+            login_throttle=LoginThrottle(redis, settings),
+            tenant_policies=TenantPolicyCache(db, settings),
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.db.dispose()

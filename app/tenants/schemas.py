@@ -1,0 +1,41 @@
+import uuid
+from datetime import datetime
+
+from pydantic import EmailStr
+
+from app.schemas_common import RequestBody, ResponseBody
+from app.tenants.models import Role
+
+
+class TenantOut(ResponseBody):
+    id: uuid.UUID
+    slug: str
+    name: str
+    suspended: bool
+    created_at: datetime
+
+
+class InviteIn(RequestBody):
+    email: EmailStr
+    role: Role
+
+
+class InvitationOut(ResponseBody):
+    id: uuid.UUID
+    email: str
+    role: Role
+    expires_at: datetime
+    # Shown once, to the inviting admin, to pass on (the notifications worker emails it).
+    token: str
+
+
+class MemberOut(ResponseBody):
+    user_id: uuid.UUID
+    name: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+
+class RoleChangeIn(RequestBody):
+    role: Role
