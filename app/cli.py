@@ -63,6 +63,14 @@ def _operator(_: argparse.Namespace) -> None:
     run_operator()
 
 
+def _tenants(args: argparse.Namespace) -> None:
+    try:
+        from courtside_operator.cli import main as tenants_main
+    except ImportError as exc:
+        sys.exit(f"tenant commands not available: {exc}")
+    tenants_main(args.rest)
+
+
 def _dev(args: argparse.Namespace) -> None:
     from app.devrunner import run_dev
 
@@ -86,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
     sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(
         func=_operator)
+    tenants = sub.add_parser("tenants", help="apply, list and inspect Tenant manifests",
+                             add_help=False)
+    tenants.add_argument("rest", nargs=argparse.REMAINDER)
+    tenants.set_defaults(func=_tenants)
     dev = sub.add_parser("dev", help="run the whole product locally")
     dev.add_argument("--port", type=int, default=None)
     dev.set_defaults(func=_dev)

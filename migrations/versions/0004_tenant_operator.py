@@ -1,0 +1,20 @@
+"""Tenant operator state (issue 4)
+
+Revision ID: 0004_tenant_operator
+Revises: 0003_event_pipeline
+Create Date: 2026-11-25
+"""
+from collections.abc import Sequence
+
+revision: str = "0004_tenant_operator"
+down_revision: str | None = "0003_event_pipeline"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
