@@ -4,7 +4,6 @@
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || [ -n "${REDIS_URL:-}" ] || missing+=(redis-server)
-command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
   echo "Missing system packages: ${missing[*]} (install them, e.g. apt-get install ${missing[*]})" >&2

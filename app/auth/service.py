@@ -158,9 +158,9 @@ async def refresh(db: Database, settings: Settings, raw_token: str,
                 return _issue_tokens(session, settings, user_id=row.user_id,
                                      tenant_id=token.tenant_id, role=membership.role,
                                      family_id=row.family_id)
-        reused = row.used_at is not None or row.revoked_at is not None
-        await _revoke_family(session, row.family_id, now)
-        if reused:
+        if row.used_at is not None:
+            # A rotated token came back: whoever holds the family may be an attacker.
+            await _revoke_family(session, row.family_id, now)
             audit.record(session, tenant_id=token.tenant_id, action="auth.refresh_token_reuse",
                          meta=meta, actor_user_id=row.user_id, target_type="token_family",
                          target_id=row.family_id)
