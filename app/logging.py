@@ -2,13 +2,17 @@
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 _configured = False
 
 
-def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
+def _drop_secrets(
+    _logger: object, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in ("password", "token", "refresh_token", "access_token", "authorization"):
         if key in event:
             event[key] = "[redacted]"
@@ -18,7 +22,7 @@ def _drop_secrets(_logger: object, _name: str, event: dict) -> dict:
 def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, kopf, sqlalchemy) to one JSON stream."""
     global _configured
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

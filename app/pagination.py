@@ -9,15 +9,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import BadRequest
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,8 +38,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("The cursor is not valid.") from exc
 
 
-def after_cursor(query: Select[Any], created_col: InstrumentedAttribute[Any],
-                 id_col: InstrumentedAttribute[Any], cursor: str | None) -> Select[Any]:
+def after_cursor[Q: Select](query: Q, created_col: InstrumentedAttribute[Any],  # type: ignore[type-arg]
+                    id_col: InstrumentedAttribute[Any], cursor: str | None) -> Q:
     """Order newest first and start after `cursor` (if any)."""
     if cursor:
         created_at, item_id = decode_cursor(cursor)
@@ -50,8 +48,8 @@ def after_cursor(query: Select[Any], created_col: InstrumentedAttribute[Any],
     return query.order_by(created_col.desc(), id_col.desc())
 
 
-def page_of(rows: Sequence[T], limit: int,
-            key: Callable[[T], tuple[datetime, uuid.UUID]]) -> Page[T]:
+def page_of[R](rows: Sequence[R], limit: int,
+               key: Callable[[R], tuple[datetime, uuid.UUID]]) -> Page[R]:
     """`rows` was fetched with limit + 1: the extra row only says another page exists."""
     items = list(rows[:limit])
     next_cursor = encode_cursor(*key(items[-1])) if len(rows) > limit and items else None

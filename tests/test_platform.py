@@ -25,7 +25,8 @@ async def test_metrics_count_requests_by_route_template(client):
     admin = await register_tenant(client)
     await client.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)
     text = (await client.get("/metrics")).text
-    assert 'courtside_http_requests_total{method="GET",route="/tenants/{tenant_id}",status="200"}' in text
+    assert ('courtside_http_requests_total{method="GET",route="/tenants/{tenant_id}",'
+            'status="200"}') in text
     assert str(admin.tenant_id) not in text
     assert "courtside_http_request_duration_seconds_bucket" in text
 

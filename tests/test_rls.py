@@ -40,7 +40,8 @@ async def test_tenant_cannot_insert_rows_for_another_tenant(two_tenants, runtime
         async with runtime_conn.transaction():
             await _as_tenant(runtime_conn, a.tenant_id)
             await runtime_conn.execute(
-                "INSERT INTO tenant_memberships (tenant_id, user_id, role) VALUES ($1, $2, 'ADMIN')",
+                "INSERT INTO tenant_memberships (tenant_id, user_id, role) "
+                "VALUES ($1, $2, 'ADMIN')",
                 b.tenant_id, a.user_id)
 
 

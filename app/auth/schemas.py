@@ -37,7 +37,7 @@ class AcceptInvitationIn(RequestBody):
 class TokenPairOut(ResponseBody):
     access_token: str
     refresh_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
     tenant_id: uuid.UUID
     user_id: uuid.UUID
