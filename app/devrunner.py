@@ -53,6 +53,10 @@ def run_dev(port: int | None = None) -> None:
         for service in reversed(started):
             service.stop()  # type: ignore[attr-defined]
 
+    api_port = port or get_settings().port
+    if devstack.port_in_use(api_port):
+        sys.exit(f"Port {api_port} is already in use: stop what runs there, or pick another "
+                 "port with `courtside dev --port N` (or PORT=N make dev).")
     try:
         if "DATABASE_URL" not in os.environ:
             pg = devstack.EmbeddedPostgres(STATE_DIR / "pgdata").start()

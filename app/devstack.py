@@ -40,7 +40,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"{what} did not become ready within {timeout:.0f}s")
 
 
-def _port_open(port: int) -> bool:
+def port_in_use(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
@@ -170,7 +170,7 @@ class RedisServer(ManagedProcess):
              "--daemonize", "no", *persistence],
             self.data_dir / "redis.log",
         )
-        wait_until(lambda: _port_open(self.port), 15, "Redis")
+        wait_until(lambda: port_in_use(self.port), 15, "Redis")
         return self
 
 
