@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -70,6 +72,17 @@ def set_session_tenant(
     session.info["user_id"] = user_id
 
 
+@asynccontextmanager
+async def tenant_connection(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """A raw asyncpg connection in one tenant-scoped transaction, for hot read paths where
+    SQLAlchemy's session costs more than the query (see bench/feed.py)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(TENANT_CONTEXT_SQL, str(tenant_id), str(user_id or ""))
+        yield conn
+
+
 class Database:
     """Owns the runtime role's engine and hands out tenant-scoped sessions."""
 
@@ -77,19 +90,18 @@ class Database:
         self, url: str, *, pool_size: int = 20, max_overflow: int = 10,
         statement_timeout_ms: int = 15_000, application_name: str = "courtside",
     ) -> None:
+        self._server_settings = {
+            "application_name": application_name,
+            "statement_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": "60000",
+        }
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={
-                "server_settings": {
-                    "application_name": application_name,
-                    "statement_timeout": str(statement_timeout_ms),
-                    "idle_in_transaction_session_timeout": "60000",
-                }
-            },
+            connect_args={"server_settings": self._server_settings},
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -120,6 +132,12 @@ class Database:
         """One tenant-scoped transaction: commits on success, rolls back on error."""
         async with self.session(tenant_id, user_id) as session, session.begin():
             yield session
+
+    async def create_raw_pool(self, url: str, *, size: int) -> asyncpg.Pool:
+        """An asyncpg pool on the same role as the engine (see tenant_connection)."""
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=size,
+                                         server_settings=self._server_settings)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -13,9 +13,11 @@ from app.logging import configure_logging
 from app.observability import RequestContextMiddleware
 from app.resources import Resources
 from app.settings import Settings, get_settings
+from app.posts.router import router as posts_router
+from app.spaces.router import router as spaces_router
 from app.tenants.router import router as tenants_router
 
-API_ROUTERS = [auth_router, tenants_router, admin_router]
+API_ROUTERS = [auth_router, tenants_router, spaces_router, posts_router, admin_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.resources = Resources.create(settings)
+        await app.state.resources.open()
         try:
             yield
         finally:

@@ -4,9 +4,12 @@ from app.admin.models import AuditLog
 from app.auth.models import RefreshToken, User
 from app.db import Base
 from app.events.models import OutboxEvent, ProcessedEvent
+from app.media.models import MediaAsset
+from app.posts.models import Comment, Post
+from app.spaces.models import Space, SpaceMember
 from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
-    "AuditLog", "Base", "Invitation", "OutboxEvent", "ProcessedEvent", "RefreshToken",
-    "Tenant", "TenantMembership", "User",
+    "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "OutboxEvent", "Post",
+    "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantMembership", "User",
 ]

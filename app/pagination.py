@@ -39,12 +39,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def after_cursor[Q: Select](query: Q, created_col: InstrumentedAttribute[Any],  # type: ignore[type-arg]
-                    id_col: InstrumentedAttribute[Any], cursor: str | None) -> Q:
-    """Order newest first and start after `cursor` (if any)."""
+                    id_col: InstrumentedAttribute[Any], cursor: str | None, *,
+                    oldest_first: bool = False) -> Q:
+    """Order newest first (or oldest first) and start after `cursor` (if any)."""
     if cursor:
         created_at, item_id = decode_cursor(cursor)
-        query = query.where(or_(created_col < created_at,
-                                and_(created_col == created_at, id_col < item_id)))
+        if oldest_first:
+            query = query.where(or_(created_col > created_at,
+                                    and_(created_col == created_at, id_col > item_id)))
+        else:
+            query = query.where(or_(created_col < created_at,
+                                    and_(created_col == created_at, id_col < item_id)))
+    if oldest_first:
+        return query.order_by(created_col.asc(), id_col.asc())
     return query.order_by(created_col.desc(), id_col.desc())
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import asyncpg
 from redis.asyncio import Redis
 
 from app.auth.throttle import LoginThrottle
@@ -19,6 +20,7 @@ class Resources:
     limiter: RateLimiter
     login_throttle: LoginThrottle
     tenant_policies: TenantPolicyCache
+    read_pool: asyncpg.Pool | None = None
 
     @classmethod
     def create(cls, settings: Settings) -> "Resources":
@@ -34,6 +36,12 @@ class Resources:
             tenant_policies=TenantPolicyCache(db, settings),
         )
 
+    async def open(self) -> None:
+        self.read_pool = await self.db.create_raw_pool(self.settings.database_url,
+                                                       size=self.settings.db_read_pool_size)
+
     async def close(self) -> None:
+        if self.read_pool is not None:
+            await self.read_pool.close()
         await self.redis.aclose()
         await self.db.dispose()

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     db_relay_role: str = "courtside_relay"
     db_pool_size: int = 40
     db_max_overflow: int = 10
+    # Raw asyncpg pool for hot read paths (the feed); size it to the expected concurrency.
+    db_read_pool_size: int = 32
     db_statement_timeout_ms: int = 15_000
 
     redis_url: str = "redis://localhost:6379/0"

@@ -53,3 +53,23 @@ async def add_member(client: httpx.AsyncClient, admin: Account, role: str) -> Ac
         "token": invitation["token"], "password": password, "name": role.title()})
     assert response.status_code == 201, response.text
     return _account(invitation["email"], password, response.json())
+
+
+async def create_space(client: httpx.AsyncClient, coach: Account, *members: Account,
+                       name: str = "Squad") -> str:
+    response = await client.post("/spaces", headers=coach.headers, json={"name": name})
+    assert response.status_code == 201, response.text
+    space_id = response.json()["id"]
+    for member in members:
+        added = await client.post(f"/spaces/{space_id}/members", headers=coach.headers,
+                                  json={"user_id": str(member.user_id)})
+        assert added.status_code == 204, added.text
+    return space_id
+
+
+async def create_post(client: httpx.AsyncClient, author: Account, space_id: str,
+                      body: str = "Look at my serve") -> dict:
+    response = await client.post("/posts", headers=author.headers,
+                                 json={"space_id": space_id, "body": body})
+    assert response.status_code == 201, response.text
+    return response.json()

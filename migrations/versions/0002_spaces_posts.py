@@ -1,4 +1,4 @@
-"""Spaces, posts, comments (issue 3)
+"""Spaces, members, posts, comments, and the media assets posts may carry.
 
 Revision ID: 0002_spaces_posts
 Revises: 0001_foundation
@@ -6,15 +6,108 @@ Create Date: 2026-11-25
 """
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql as pg
+
+from migrations.rls import tenant_table
+
 revision: str = "0002_spaces_posts"
 down_revision: str | None = "0001_foundation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+UUID = pg.UUID(as_uuid=True)
+NOW = sa.text("now()")
+
+
+def _tenant() -> sa.Column:
+    return sa.Column("tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
+                     nullable=False)
+
+
+def _id() -> sa.Column:
+    return sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()"))
+
+
+def _created() -> sa.Column:
+    return sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False)
+
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "media_assets",
+        _id(),
+        _tenant(),
+        sa.Column("owner_id", UUID, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+        sa.Column("content_type", sa.String(127), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("s3_key", sa.String(1024), nullable=False),
+        _created(),
+    )
+    op.create_index("ix_media_assets_tenant_id_owner_id", "media_assets", ["tenant_id", "owner_id"])
+    tenant_table("media_assets")
+
+    op.create_table(
+        "spaces",
+        _id(),
+        _tenant(),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("description", sa.Text),
+        sa.Column("owner_id", UUID, sa.ForeignKey("users.id"), nullable=False),
+        _created(),
+    )
+    op.create_index("ix_spaces_tenant_id_created_at", "spaces", ["tenant_id", "created_at", "id"])
+    tenant_table("spaces")
+
+    op.create_table(
+        "space_members",
+        _tenant(),
+        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"),
+                  nullable=False),
+        _created(),
+        sa.PrimaryKeyConstraint("tenant_id", "space_id", "user_id"),
+    )
+    op.create_index("ix_space_members_tenant_id_user_id", "space_members",
+                    ["tenant_id", "user_id", "space_id"])
+    tenant_table("space_members")
+
+    op.create_table(
+        "posts",
+        _id(),
+        _tenant(),
+        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("media_ids", pg.ARRAY(UUID), nullable=False, server_default="{}"),
+        _created(),
+        sa.Column("deleted_at", sa.DateTime(timezone=True)),
+        sa.Column("deleted_by", UUID),
+    )
+    op.create_index("ix_posts_tenant_id_space_id_created_at", "posts",
+                    ["tenant_id", "space_id", sa.text("created_at DESC"), sa.text("id DESC")],
+                    postgresql_where=sa.text("deleted_at IS NULL"))
+    tenant_table("posts")
+
+    op.create_table(
+        "comments",
+        _id(),
+        _tenant(),
+        sa.Column("post_id", UUID, sa.ForeignKey("posts.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        _created(),
+    )
+    op.create_index("ix_comments_tenant_id_post_id_created_at", "comments",
+                    ["tenant_id", "post_id", "created_at", "id"])
+    tenant_table("comments")
 
 
 def downgrade() -> None:
-    pass
+    for table in ("comments", "posts", "space_members", "spaces", "media_assets"):
+        op.drop_table(table)
