@@ -72,6 +72,12 @@ def set_session_tenant(
     session.info["user_id"] = user_id
 
 
+async def _uuids_as_text(conn: asyncpg.Connection) -> None:
+    # Rows go straight to JSON on the hot path; asyncpg's own UUID type is not serialisable.
+    await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog",
+                              format="text")
+
+
 @asynccontextmanager
 async def tenant_connection(
     pool: asyncpg.Pool, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None
@@ -137,7 +143,8 @@ class Database:
         """An asyncpg pool on the same role as the engine (see tenant_connection)."""
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         return await asyncpg.create_pool(dsn, min_size=1, max_size=size,
-                                         server_settings=self._server_settings)
+                                         server_settings=self._server_settings,
+                                         init=_uuids_as_text)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
