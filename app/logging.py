@@ -23,6 +23,7 @@ def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, kopf, sqlalchemy) to one JSON stream."""
     global _configured
     shared: list[structlog.typing.Processor] = [
+        structlog.stdlib.filter_by_level,  # drop disabled levels before any other work
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
+from app.auth.security import AccessTokenDecoder
 from app.auth.throttle import LoginThrottle
 from app.db import Database
 from app.ratelimit import RateLimiter
@@ -20,6 +21,7 @@ class Resources:
     limiter: RateLimiter
     login_throttle: LoginThrottle
     tenant_policies: TenantPolicyCache
+    access_tokens: AccessTokenDecoder
     read_pool: asyncpg.Pool | None = None
 
     @classmethod
@@ -34,11 +36,13 @@ class Resources:
             limiter=RateLimiter(redis, fail_open=settings.rate_limit_fail_open),
             login_throttle=LoginThrottle(redis, settings),
             tenant_policies=TenantPolicyCache(db, settings),
+            access_tokens=AccessTokenDecoder(settings),
         )
 
     async def open(self) -> None:
         self.read_pool = await self.db.create_raw_pool(self.settings.database_url,
                                                        size=self.settings.db_read_pool_size)
+        self.tenant_policies.read_pool = self.read_pool
 
     async def close(self) -> None:
         if self.read_pool is not None:

@@ -3,6 +3,7 @@
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,7 +60,38 @@ def issue_access_token(settings: Settings, claims: AccessClaims) -> str:
     return jwt.encode(payload, settings.jwt_access_secret.get_secret_value(), JWT_ALGORITHM)
 
 
+class AccessTokenDecoder:
+    """Verifies access tokens, remembering ones it has verified until they expire.
+
+    A client sends the same token for its whole lifetime (minutes); re-verifying the HMAC
+    and re-parsing the JSON on every request was a large share of the feed's cost. Only
+    identical token strings hit the cache, and expiry is re-checked on every hit.
+    """
+
+    def __init__(self, settings: Settings, max_entries: int = 50_000) -> None:
+        self.settings = settings
+        self.max_entries = max_entries
+        self._verified: dict[str, tuple[float, AccessClaims]] = {}
+
+    def decode(self, token: str) -> AccessClaims:
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            if hit[0] > now:
+                return hit[1]
+            del self._verified[token]
+        claims, expires_at = _decode(self.settings, token)
+        if len(self._verified) >= self.max_entries:
+            self._verified.clear()  # crude but bounded; refills from live traffic
+        self._verified[token] = (expires_at, claims)
+        return claims
+
+
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    return _decode(settings, token)[0]
+
+
+def _decode(settings: Settings, token: str) -> tuple[AccessClaims, float]:
     try:
         payload = jwt.decode(
             token,
@@ -69,8 +101,9 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "role"]},
         )
-        return AccessClaims(uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]),
-                            str(payload["role"]))
+        claims = AccessClaims(uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]),
+                              str(payload["role"]))
+        return claims, float(payload["exp"])
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise Unauthorized("The access token is invalid or expired.") from exc
 

@@ -10,9 +10,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+import orjson
 from sqlalchemy import select
 
-from app.db import Database
+from app.db import Database, tenant_connection
 from app.ratelimit import Limit
 from app.settings import Settings
 from app.tenants.models import Tenant
@@ -37,9 +39,11 @@ def _limit(override: dict[str, Any] | None, requests: int, window: int, burst: i
                  int(override.get("burst", burst)))
 
 
-def policy_from_row(settings: Settings, row: Tenant | None) -> TenantPolicy:
+def policy_from_row(settings: Settings, row: "Tenant | _TenantRow | None") -> TenantPolicy:
     window, burst = settings.rate_limit_window_seconds, settings.rate_limit_burst
     limits = (row.rate_limits if row else None) or {}
+    if isinstance(limits, str):  # JSON text from a raw connection
+        limits = orjson.loads(limits)
     return TenantPolicy(
         exists=row is not None,
         suspended=bool(row and row.suspended),
@@ -54,10 +58,24 @@ def policy_from_row(settings: Settings, row: Tenant | None) -> TenantPolicy:
     )
 
 
+_POLICY_SQL = ("SELECT suspended, rate_limits, max_upload_bytes, storage_quota_bytes "
+               "FROM tenants WHERE id = $1")
+
+
+@dataclass(frozen=True)
+class _TenantRow:
+    suspended: bool
+    rate_limits: Any
+    max_upload_bytes: int | None
+    storage_quota_bytes: int | None
+
+
 class TenantPolicyCache:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # Set once the process has a raw pool: a cache miss then costs one cheap query.
+        self.read_pool: asyncpg.Pool | None = None
         self._entries: dict[uuid.UUID, tuple[float, TenantPolicy]] = {}
 
     async def get(self, tenant_id: uuid.UUID) -> TenantPolicy:
@@ -65,8 +83,13 @@ class TenantPolicyCache:
         cached = self._entries.get(tenant_id)
         if cached and cached[0] > now:
             return cached[1]
-        async with self.db.transaction(tenant_id) as session:
-            row = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
+        if self.read_pool is not None:
+            async with tenant_connection(self.read_pool, tenant_id) as conn:
+                record = await conn.fetchrow(_POLICY_SQL, str(tenant_id))
+            row = _TenantRow(**record) if record else None
+        else:
+            async with self.db.transaction(tenant_id) as session:
+                row = await session.scalar(select(Tenant).where(Tenant.id == tenant_id))
         policy = policy_from_row(self.settings, row)
         self._entries[tenant_id] = (now + self.settings.tenant_policy_cache_seconds, policy)
         return policy
