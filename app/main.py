@@ -10,14 +10,16 @@ from app.auth.router import router as auth_router
 from app.errors import install_problem_handlers
 from app.health.router import router as health_router
 from app.logging import configure_logging
+from app.notifications.router import router as notifications_router
 from app.observability import RequestContextMiddleware
+from app.posts.router import router as posts_router
 from app.resources import Resources
 from app.settings import Settings, get_settings
-from app.posts.router import router as posts_router
 from app.spaces.router import router as spaces_router
 from app.tenants.router import router as tenants_router
 
-API_ROUTERS = [auth_router, tenants_router, spaces_router, posts_router, admin_router]
+API_ROUTERS = [auth_router, tenants_router, spaces_router, posts_router, notifications_router,
+               admin_router]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -5,11 +5,13 @@ from app.auth.models import RefreshToken, User
 from app.db import Base
 from app.events.models import OutboxEvent, ProcessedEvent
 from app.media.models import MediaAsset
+from app.notifications.models import Notification
 from app.posts.models import Comment, Post
 from app.spaces.models import Space, SpaceMember
 from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
-    "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "OutboxEvent", "Post",
-    "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantMembership", "User",
+    "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "Notification", "OutboxEvent",
+    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantMembership",
+    "User",
 ]

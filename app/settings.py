@@ -76,6 +76,25 @@ class Settings(BaseSettings):
     max_upload_size_mb: int = 500
     max_tenant_storage_gb: int = 50
 
+    # Event pipeline.
+    outbox_batch_size: int = 100
+    outbox_max_attempts: int = 8
+    outbox_poll_seconds: float = 1.0
+    outbox_retention_hours: int = 72
+    # Event type -> queue names ("notifications", "media"); unrouted events are marked sent.
+    event_routes: dict[str, list[str]] = {
+        "post.created": ["notifications"],
+        "comment.created": ["notifications"],
+        "session.scheduled": ["notifications"],
+        "session.cancelled": ["notifications"],
+        "media.process": ["media"],
+    }
+    sqs_wait_seconds: int = 20
+    sqs_visibility_timeout: int = 60
+    worker_concurrency: int = 10
+    worker_shutdown_grace_seconds: float = 25.0
+    scheduler_tick_seconds: float = 30.0
+
     smtp_host: str = "localhost"
     smtp_port: int = 1025
     smtp_from: str = "Courtside <no-reply@courtside.local>"

@@ -3,4 +3,8 @@
 WORKERS maps a worker's name to "module:function", an async function taking Settings.
 """
 
-WORKERS: dict[str, str] = {}
+WORKERS: dict[str, str] = {
+    "outbox-relay": "workers.outbox_relay:run",
+    "notifications": "workers.notifications:run",
+    "scheduler": "workers.scheduler:run",
+}

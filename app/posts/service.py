@@ -22,12 +22,11 @@ from app.spaces.models import Space
 from app.spaces.service import can_manage, visible_space
 from app.tenants.models import Role
 
-FEED_COLUMNS = "p.id, p.space_id, p.author_id, p.body, p.media_ids, p.created_at"
 # One space's posts, newest first. The caller must be a member (or an ADMIN: $2); the RLS
 # policy adds the tenant predicate that lets the planner use
 # ix_posts_tenant_id_space_id_created_at.
-_SPACE_FEED = f"""
-SELECT {FEED_COLUMNS} FROM posts p
+_SPACE_FEED = """
+SELECT p.id, p.space_id, p.author_id, p.body, p.media_ids, p.created_at FROM posts p
 WHERE p.space_id = $1 AND p.deleted_at IS NULL
   AND ($2::boolean OR EXISTS (
         SELECT 1 FROM space_members m WHERE m.space_id = $1 AND m.user_id = $3))
@@ -36,8 +35,8 @@ ORDER BY p.created_at DESC, p.id DESC
 LIMIT $4
 """
 # Every space the caller belongs to.
-_MEMBER_FEED = f"""
-SELECT {FEED_COLUMNS} FROM posts p
+_MEMBER_FEED = """
+SELECT p.id, p.space_id, p.author_id, p.body, p.media_ids, p.created_at FROM posts p
 WHERE p.deleted_at IS NULL
   AND p.space_id IN (SELECT m.space_id FROM space_members m WHERE m.user_id = $1)
   AND ($3::timestamptz IS NULL OR (p.created_at, p.id) < ($3::timestamptz, $4::uuid))

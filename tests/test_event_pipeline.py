@@ -1,0 +1,360 @@
+"""Outbox → SQS → consumers, against real PostgreSQL, moto's SQS server and aiosmtpd."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import aioboto3
+import asyncpg
+import pytest
+
+from app import aws
+from app.devstack import free_port
+from app.events.outbox import add_event
+from tests.factories import add_member, create_post, create_space, register_tenant
+from workers.notifications import CONSUMER, NotificationsHandler
+from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn
+from workers.runtime import Event, Shutdown, SqsConsumer
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+async def sqs(settings):
+    async with aioboto3.Session().client("sqs", **aws.client_kwargs(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+async def queue(sqs):
+    """A fresh queue with a DLQ (2 receives) for this test: no leftovers from others."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))[
+        "Attributes"]["QueueArn"]
+    url = (await sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": "30",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "2"})}
+    ))["QueueUrl"]
+    return {"url": url, "dlq": dlq}
+
+
+@pytest.fixture
+async def empty_outbox(superuser_conn):
+    """Events other tests left pending would be published too; start from an empty backlog."""
+    await superuser_conn.execute("UPDATE outbox_events SET status = 'sent', sent_at = now() "
+                                 "WHERE status = 'pending'")
+
+
+@pytest.fixture
+async def relay_pool(settings):
+    pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def pipeline_settings(settings, queue):
+    return settings.model_copy(update={
+        "sqs_notifications_queue_url": queue["url"], "sqs_wait_seconds": 1,
+        "sqs_visibility_timeout": 30, "worker_shutdown_grace_seconds": 5})
+
+
+async def _messages(sqs, url, *, delete=True, max_empty=2):
+    received, empty = [], 0
+    while empty < max_empty:
+        batch = (await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=1)).get("Messages", [])
+        if not batch:
+            empty += 1
+            continue
+        received += batch
+        if delete:
+            await sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+    return received
+
+
+async def _until(predicate, timeout=30.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+async def _consume_until(settings, db, predicate, timeout=30.0):
+    shutdown = Shutdown()
+    consumer = SqsConsumer(settings, name=CONSUMER,
+                           queue_url=settings.sqs_notifications_queue_url,
+                           handle=NotificationsHandler(settings, db), shutdown=shutdown)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(predicate, timeout)
+    finally:
+        shutdown.event.set()
+        await task
+
+
+def _relay(settings, sqs, pool):
+    return OutboxRelay(
+        settings, Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url}), pool)
+
+
+@pytest.fixture
+async def club(client):
+    admin = await register_tenant(client)
+    coach = await add_member(client, admin, "COACH")
+    athlete = await add_member(client, admin, "ATHLETE")
+    teammate = await add_member(client, admin, "ATHLETE")
+    space = await create_space(client, coach, athlete, teammate)
+    return {"admin": admin, "coach": coach, "athlete": athlete, "teammate": teammate,
+            "space": space}
+
+
+async def _notifications(client, account):
+    response = await client.get("/notifications", headers=account.headers)
+    assert response.status_code == 200
+    return response.json()["items"]
+
+
+async def test_a_post_becomes_notifications_and_emails(client, club, db, services, sqs,
+                                                       pipeline_settings, relay_pool,
+                                                       empty_outbox):
+    post = await create_post(client, club["athlete"], club["space"])
+    relay = _relay(pipeline_settings, sqs, relay_pool)
+    assert await relay.drain() == 1
+    expected = {club["coach"].email, club["teammate"].email}
+
+    async def delivered():
+        return expected <= {m["To"] for m in services.smtp.messages}
+
+    await _consume_until(pipeline_settings, db, delivered)
+    for who in ("coach", "teammate"):
+        items = await _notifications(client, club[who])
+        assert [(n["kind"], n["data"]["post_id"]) for n in items] == [("post.created", post["id"])]
+    assert await _notifications(client, club["athlete"]) == []  # not the author
+    assert await _messages(sqs, pipeline_settings.sqs_notifications_queue_url) == []
+
+
+async def test_email_preference_is_honoured(client, club, db, services, sqs, pipeline_settings,
+                                            relay_pool, empty_outbox, superuser_conn):
+    await superuser_conn.execute("UPDATE users SET email_notifications = false WHERE id = $1",
+                                 club["teammate"].user_id)
+    await create_post(client, club["athlete"], club["space"])
+    relay = _relay(pipeline_settings, sqs, relay_pool)
+    await relay.drain()
+
+    async def coach_mailed():
+        return club["coach"].email in {m["To"] for m in services.smtp.messages}
+
+    await _consume_until(pipeline_settings, db, coach_mailed)
+    assert len(await _notifications(client, club["teammate"])) == 1  # in-app still
+    assert club["teammate"].email not in {m["To"] for m in services.smtp.messages}
+
+
+async def test_comment_notifies_the_post_author(client, club, db, sqs, pipeline_settings,
+                                                relay_pool, empty_outbox):
+    post = await create_post(client, club["athlete"], club["space"])
+    await client.post(f"/posts/{post['id']}/comments", headers=club["coach"].headers,
+                      json={"body": "Bend your knees"})
+    relay = _relay(pipeline_settings, sqs, relay_pool)
+    assert await relay.drain() == 2
+
+    async def author_notified():
+        return any(n["kind"] == "comment.created"
+                   for n in await _notifications(client, club["athlete"]))
+
+    await _consume_until(pipeline_settings, db, author_notified)
+
+
+async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_once(
+        client, club, db, sqs, services, pipeline_settings, relay_pool, empty_outbox,
+        superuser_conn):
+    post = await create_post(client, club["athlete"], club["space"])
+    env = {**os.environ, **services.env, "COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH": "1",
+           "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
+           "METRICS_PORT": str(free_port()), "LOG_LEVEL": "WARNING"}
+    relay_process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "outbox-relay"], env=env,
+        stdout=subprocess.PIPE, text=True)
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(relay_process.stdout.readline), 60)
+        assert "published, pausing before commit" in line
+    finally:
+        relay_process.send_signal(signal.SIGKILL)
+        relay_process.wait()
+    status = await superuser_conn.fetchval(
+        "SELECT status FROM outbox_events WHERE aggregate_id = $1", post["id"])
+    assert status == "pending"  # the mark never committed
+    relay = _relay(pipeline_settings, sqs, relay_pool)
+    assert await relay.drain() == 1  # published a second time
+
+    async def both_copies_consumed():
+        attrs = await sqs.get_queue_attributes(
+            QueueUrl=pipeline_settings.sqs_notifications_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"])
+        counts = attrs["Attributes"]
+        return (int(counts["ApproximateNumberOfMessages"]) == 0
+                and int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0
+                and len(await _notifications(client, club["coach"])) == 1)
+
+    await _consume_until(pipeline_settings, db, both_copies_consumed)
+    assert len(await _notifications(client, club["coach"])) == 1
+    assert await superuser_conn.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer = 'notifications' "
+        "AND tenant_id = $1", club["admin"].tenant_id) == 1
+
+
+async def test_two_relays_in_parallel_publish_every_event_once(
+        db, sqs, pipeline_settings, empty_outbox, client, superuser_conn):
+    admin = await register_tenant(client)
+    async with db.transaction(admin.tenant_id) as session:
+        events = [add_event(session, tenant_id=admin.tenant_id, event_type="post.created",
+                            aggregate_type="post", aggregate_id=uuid.uuid4(),
+                            payload={"space_id": str(uuid.uuid4()), "n": i})
+                  for i in range(120)]
+    expected = {str(e.id) for e in events}
+    settings = pipeline_settings.model_copy(update={"outbox_batch_size": 10})
+    pools = [await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=2)
+             for _ in range(2)]
+    try:
+        publisher = Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url})
+        sent = await asyncio.gather(*(OutboxRelay(settings, publisher, p).drain()
+                                      for p in pools))
+    finally:
+        for pool in pools:
+            await pool.close()
+    assert sum(sent) == 120 and all(s > 0 for s in sent)  # both took part
+    received = [json.loads(m["Body"])["event_id"]
+                for m in await _messages(sqs, settings.sqs_notifications_queue_url)]
+    assert sorted(received) == sorted(expected)  # every event, none twice
+    assert await superuser_conn.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND status = 'sent'",
+        admin.tenant_id) == 120
+
+
+async def test_failed_publishes_back_off_and_end_dead(db, sqs, settings, empty_outbox,
+                                                      client, superuser_conn, relay_pool):
+    admin = await register_tenant(client)
+    async with db.transaction(admin.tenant_id) as session:
+        event = add_event(session, tenant_id=admin.tenant_id, event_type="post.created",
+                          aggregate_type="post", aggregate_id=uuid.uuid4(), payload={})
+    broken = settings.model_copy(update={"outbox_max_attempts": 2})
+    missing_queue = settings.sqs_notifications_queue_url + "-does-not-exist"
+    relay = OutboxRelay(broken, Publisher(sqs, {"notifications": missing_queue}), relay_pool)
+    first = await relay.relay_batch()
+    assert (first.sent, first.failed) == (0, 1)
+    row = await superuser_conn.fetchrow(
+        "SELECT status, attempts, available_at > now() AS later FROM outbox_events "
+        "WHERE id = $1", event.id)
+    assert dict(row) == {"status": "pending", "attempts": 1, "later": True}
+    await superuser_conn.execute("UPDATE outbox_events SET available_at = now() WHERE id = $1",
+                                 event.id)
+    await relay.relay_batch()
+    assert await superuser_conn.fetchval("SELECT status FROM outbox_events WHERE id = $1",
+                                         event.id) == "dead"
+
+
+async def test_poison_message_goes_to_the_dlq_without_blocking_others(
+        client, club, db, sqs, queue, pipeline_settings, superuser_conn):
+    settings = pipeline_settings.model_copy(update={"sqs_visibility_timeout": 1})
+    poison = {"event_id": str(uuid.uuid4()), "tenant_id": str(club["admin"].tenant_id),
+              "type": "no.such.event"}
+    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(poison))
+    post = await create_post(client, club["athlete"], club["space"])
+    good = json.loads(await superuser_conn.fetchval(
+        "SELECT payload::text FROM outbox_events WHERE aggregate_id = $1", post["id"]))
+    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(good))
+
+    async def coach_notified():
+        return len(await _notifications(client, club["coach"])) == 1
+
+    async def poison_in_dlq():
+        attrs = await sqs.get_queue_attributes(QueueUrl=queue["dlq"],
+                                               AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"]) == 1
+
+    async def both():
+        return await coach_notified() and await poison_in_dlq()
+
+    await _consume_until(settings, db, both, timeout=60)
+    dead = await _messages(sqs, queue["dlq"])
+    assert [json.loads(m["Body"])["type"] for m in dead] == ["no.such.event"]
+
+
+async def test_shutdown_lets_a_running_job_finish(settings, queue, sqs):
+    settings = settings.model_copy(update={"sqs_wait_seconds": 1,
+                                           "worker_shutdown_grace_seconds": 10})
+    started, finished = asyncio.Event(), []
+
+    async def slow(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(1.5)
+        finished.append(event.id)
+
+    shutdown = Shutdown()
+    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=slow,
+                           shutdown=shutdown)
+    body = {"event_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "type": "x"}
+    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(body))
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), 30)
+    shutdown.event.set()  # what SIGTERM does
+    await asyncio.wait_for(task, 30)
+    assert finished == [uuid.UUID(body["event_id"])]
+    assert await _messages(sqs, queue["url"], max_empty=1) == []  # deleted, not redelivered
+
+
+async def test_shutdown_releases_a_job_that_outlives_the_grace_period(settings, queue, sqs):
+    settings = settings.model_copy(update={"sqs_wait_seconds": 1,
+                                           "worker_shutdown_grace_seconds": 0.2})
+    started = asyncio.Event()
+
+    async def endless(event: Event) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    shutdown = Shutdown()
+    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=endless,
+                           shutdown=shutdown)
+    body = {"event_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "type": "x"}
+    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(body))
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(started.wait(), 30)
+    shutdown.event.set()
+    await asyncio.wait_for(task, 30)
+    # Visible again at once (not after the 30 s visibility timeout): not lost.
+    again = await _messages(sqs, queue["url"], max_empty=1)
+    assert [json.loads(m["Body"])["event_id"] for m in again] == [body["event_id"]]
+
+
+async def test_worker_process_exits_cleanly_on_sigterm(services, pipeline_settings):
+    port = free_port()
+    env = {**os.environ, **services.env, "METRICS_PORT": str(port),
+           "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
+           "SQS_WAIT_SECONDS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "notifications"],
+                               env=env)
+    import httpx
+    try:
+        async def serving():
+            try:
+                async with httpx.AsyncClient() as c:
+                    health = await c.get(f"http://127.0.0.1:{port}/healthz")
+                    metrics = await c.get(f"http://127.0.0.1:{port}/metrics")
+                return health.status_code == 200 and "courtside_worker" in metrics.text
+            except httpx.HTTPError:
+                return False
+        await _until(serving, 60)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,52 @@
+"""Notifications worker: in-app notifications and email for post, comment and session
+events, each applied once per event (processed_events)."""
+
+import time
+
+import structlog
+
+from app.db import Database
+from app.notifications import service
+from app.settings import Settings
+from workers.runtime import Event, Shutdown, SqsConsumer, apply_once, serve_health
+
+log = structlog.get_logger(__name__)
+CONSUMER = "notifications"
+
+
+class NotificationsHandler:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    async def __call__(self, event: Event) -> None:
+        async def effect(session, event: Event) -> None:  # noqa: ANN001
+            await service.notify(session, tenant_id=event.tenant_id, event_id=event.id,
+                                 event_type=event.type, payload=event.payload)
+
+        applied = await apply_once(self.db, CONSUMER, event, effect)
+        if not applied:
+            log.info("duplicate_event_skipped", event_id=str(event.id), type=event.type)
+        # Also after a duplicate: finishes emails a crashed attempt left unsent.
+        async with self.db.session(event.tenant_id) as session:
+            await service.send_pending_emails(session, self.settings, event.id)
+
+
+async def run(settings: Settings) -> None:
+    """`courtside worker notifications`."""
+    shutdown = Shutdown()
+    shutdown.install()
+    db = Database.from_settings(settings, application_name="courtside-notifications")
+    consumer = SqsConsumer(settings, name=CONSUMER,
+                           queue_url=settings.sqs_notifications_queue_url,
+                           handle=NotificationsHandler(settings, db), shutdown=shutdown)
+
+    async def healthy() -> bool:
+        return time.monotonic() - consumer.last_poll < settings.sqs_wait_seconds * 3 + 30
+
+    runner = await serve_health(settings.metrics_port, healthy)
+    try:
+        await consumer.run()
+    finally:
+        await runner.cleanup()
+        await db.dispose()
