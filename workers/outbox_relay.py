@@ -88,6 +88,14 @@ class Publisher:
         return failed
 
 
+async def _crash_point_for_tests() -> None:
+    """Test hook (COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH=1): after publishing and before the
+    commit, stop here so a test can SIGKILL the process at exactly this point."""
+    if os.environ.get("COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH") == "1":
+        print("relay: published, pausing before commit", flush=True)
+        await asyncio.sleep(3600)
+
+
 @dataclass
 class RelayStats:
     claimed: int = 0
@@ -101,6 +109,7 @@ class OutboxRelay:
         self.publisher = publisher
         self.pool = pool
         self.routes = settings.event_routes
+        self.last_loop = time.monotonic()
 
     async def relay_batch(self) -> RelayStats:
         """Claim, publish and mark one batch; returns what happened."""
@@ -145,12 +154,28 @@ class OutboxRelay:
         OLDEST_AGE.set(float(age or 0))
 
 
-async def _crash_point_for_tests() -> None:
-    """Test hook (COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH=1): after publishing and before the
-    commit, stop here so a test can SIGKILL the process at exactly this point."""
-    if os.environ.get("COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH") == "1":
-        print("relay: published, pausing before commit", flush=True)
-        await asyncio.sleep(3600)
+    async def run_forever(self, shutdown: Shutdown) -> None:
+        """Relay whenever events commit (LISTEN) or every poll interval, until shutdown."""
+        listener = await asyncpg.connect(relay_dsn(self.settings))
+        wake = asyncio.Event()
+        await listener.add_listener("outbox_events", lambda *_: wake.set())
+        stopping = asyncio.ensure_future(shutdown.event.wait())
+        try:
+            while not shutdown.requested:
+                self.last_loop = time.monotonic()
+                wake.clear()
+                try:
+                    await self.drain()
+                    await self.refresh_gauges()
+                except (asyncpg.PostgresError, OSError) as exc:
+                    log.warning("relay_error", error=str(exc))
+                woken = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({woken, stopping}, timeout=self.settings.outbox_poll_seconds,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+        finally:
+            stopping.cancel()
+            await listener.close()
 
 
 async def run(settings: Settings) -> None:
@@ -158,37 +183,22 @@ async def run(settings: Settings) -> None:
     shutdown = Shutdown()
     shutdown.install()
     pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
-    listener = await asyncpg.connect(relay_dsn(settings))
-    wake = asyncio.Event()
-    await listener.add_listener("outbox_events", lambda *_: wake.set())
     queue_urls = {"notifications": settings.sqs_notifications_queue_url,
                   "media": settings.sqs_media_queue_url}
-    last_loop = time.monotonic()
-
-    async def healthy() -> bool:
-        return time.monotonic() - last_loop < max(60.0, settings.outbox_poll_seconds * 10)
-
-    runner = await serve_health(settings.metrics_port, healthy)
     session = aws.session()
     try:
         async with session.client("sqs", **aws.client_kwargs(settings)) as sqs:
             relay = OutboxRelay(settings, Publisher(sqs, queue_urls), pool)
+
+            async def healthy() -> bool:
+                return time.monotonic() - relay.last_loop < max(
+                    60.0, settings.outbox_poll_seconds * 10)
+
+            runner = await serve_health(settings.metrics_port, healthy)
             log.info("outbox_relay_started")
-            stopping = asyncio.ensure_future(shutdown.event.wait())
-            while not shutdown.requested:
-                last_loop = time.monotonic()
-                wake.clear()
-                try:
-                    await relay.drain()
-                    await relay.refresh_gauges()
-                except (asyncpg.PostgresError, OSError) as exc:
-                    log.warning("relay_error", error=str(exc))
-                woken = asyncio.ensure_future(wake.wait())
-                await asyncio.wait({woken, stopping}, timeout=settings.outbox_poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-            stopping.cancel()
+            try:
+                await relay.run_forever(shutdown)
+            finally:
+                await runner.cleanup()
     finally:
-        await runner.cleanup()
-        await listener.close()
         await pool.close()
