@@ -92,7 +92,7 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
         body = json.dumps({"event_id": str(uuid.uuid4()), "tenant_id": str(tenant),
                            "type": "post.created"})
         started = time.perf_counter()
-        for start in range(0, SQS_EVENTS, 10):
+        for _ in range(0, SQS_EVENTS, 10):
             await sqs.send_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "MessageBody": body} for i in range(10)])
         raw_rate = SQS_EVENTS / (time.perf_counter() - started)
