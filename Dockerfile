@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1.7
+# One image for every process: `api`, `worker NAME`, `operator`, `migrate` (the command).
+
+FROM python:3.12-slim AS builder
+# Compilers live only in this stage; the final image gets ready-built wheels.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY workers ./workers
+COPY operator ./operator
+COPY migrations ./migrations
+COPY charts/courtside/crds ./charts/courtside/crds
+# EXTRAS=local adds the in-cluster dev helpers (aiosmtpd for the mail catcher).
+ARG EXTRAS=""
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
+
+FROM python:3.12-slim AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    TMPDIR=/tmp
+# ffmpeg: the media worker's transcoding and probing.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 courtside \
+ && useradd --system --uid 10001 --gid courtside --home-dir /app --shell /usr/sbin/nologin courtside
+COPY --from=builder /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+WORKDIR /app
+# alembic.ini, migrations and the CRD are read from the working directory at run time.
+COPY --chown=root:root alembic.ini ./
+COPY --chown=root:root migrations ./migrations
+COPY --chown=root:root charts/courtside/crds ./charts/courtside/crds
+USER 10001:10001
+EXPOSE 3000 9100 8080
+# SIGTERM reaches the Python process directly (exec form): workers drain on it.
+ENTRYPOINT ["courtside"]
+CMD ["api"]

@@ -1,0 +1,97 @@
+{{/* Names and labels shared by every template. */}}
+{{- define "courtside.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "courtside.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "courtside.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "courtside.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "courtside.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "courtside.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: courtside
+{{- end -}}
+
+{{/* Selector labels for one component: include with (dict "ctx" . "component" "api"). */}}
+{{- define "courtside.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "courtside.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "courtside.componentLabels" -}}
+{{ include "courtside.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "courtside.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{- define "courtside.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "courtside.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "courtside.secretName" -}}
+{{- default (printf "%s-secrets" (include "courtside.fullname" .)) .Values.existingSecret -}}
+{{- end -}}
+
+{{/* Environment every container gets: the ConfigMap and the Secret. */}}
+{{- define "courtside.envFrom" -}}
+- configMapRef:
+    name: {{ include "courtside.fullname" . }}-config
+- secretRef:
+    name: {{ include "courtside.secretName" . }}
+{{- end -}}
+
+{{- define "courtside.podSecurityContext" -}}
+{{ toYaml .Values.podSecurityContext }}
+{{- end -}}
+
+{{- define "courtside.containerSecurityContext" -}}
+{{ toYaml .Values.securityContext }}
+{{- end -}}
+
+{{/* Spread replicas over zones and nodes: include with (dict "ctx" . "component" "api"). */}}
+{{- define "courtside.topologySpread" -}}
+{{- if .ctx.Values.topologySpread.enabled }}
+topologySpreadConstraints:
+  - maxSkew: {{ .ctx.Values.topologySpread.maxSkew }}
+    topologyKey: {{ .ctx.Values.topologySpread.topologyKey }}
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "courtside.selectorLabels" . | nindent 8 }}
+  - maxSkew: {{ .ctx.Values.topologySpread.maxSkew }}
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "courtside.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* A writable /tmp, since the root filesystem is read-only. */}}
+{{- define "courtside.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end -}}
+{{- define "courtside.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}

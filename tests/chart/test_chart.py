@@ -1,0 +1,298 @@
+"""The Helm chart, rendered by the real Helm engine and checked against upstream schemas."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "courtside"
+SHARED = ROOT.parent / "shared" / "reference"
+K8S_VERSION = "1.31.0"
+WORKLOAD_KINDS = {"Deployment", "Job"}
+KEDA_CRDS = {
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+    "ScaledJob": "keda.sh_scaledjobs.yaml",
+    "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+}
+
+
+def run_render(values: dict) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "chart" / "render.py"), str(CHART),
+         json.dumps(values)],
+        env={**os.environ, "HELM_DRIVER": "memory"}, capture_output=True, text=True,
+        timeout=180, check=False)
+
+
+def values_file(name: str) -> dict:
+    return yaml.safe_load((CHART / name).read_text()) if name else {}
+
+
+@cache
+def rendered(variant: str) -> list[dict]:
+    result = run_render(values_file(variant))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)
+
+
+VARIANTS = ["", "values-dev.yaml", "values-production.yaml"]
+
+
+@pytest.fixture(params=VARIANTS, ids=["default", "dev", "production"])
+def objects(request) -> list[dict]:
+    return rendered(request.param)
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def _clean(obj: dict) -> dict:
+    """The object as the chart wrote it, without what the emulator stored around it."""
+    obj = copy.deepcopy(obj)
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+def test_every_builtin_object_is_valid_for_kubernetes(objects):
+    checked = 0
+    for obj in objects:
+        if obj["kind"] in KEDA_CRDS:
+            continue
+        try:
+            kubernetes_validate.validate(_clean(obj), K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{obj['kind']}/{obj['metadata']['name']}: {exc}") from exc
+        checked += 1
+    assert checked >= 15
+
+
+@cache
+def keda_schema(kind: str) -> dict:
+    crd = yaml.safe_load((SHARED / "keda" / KEDA_CRDS[kind]).read_text())
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_keda_objects_are_valid_for_the_keda_crds(objects):
+    for obj in objects:
+        if obj["kind"] in KEDA_CRDS:
+            jsonschema.validate(_clean(obj), keda_schema(obj["kind"]))
+
+
+def test_an_invalid_keda_object_is_caught_by_the_schema():
+    """The control for the check above: the KEDA schema does reject a broken object."""
+    scaled = next(o for o in rendered("") if o["kind"] == "ScaledObject")
+    broken = _clean(scaled)
+    del broken["spec"]["scaleTargetRef"]
+    with pytest.raises(jsonschema.ValidationError, match="scaleTargetRef"):
+        jsonschema.validate(broken, keda_schema("ScaledObject"))
+
+
+def pod_specs(objects):
+    for obj in objects:
+        if obj["kind"] in WORKLOAD_KINDS:
+            yield obj, obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "ScaledJob":
+            yield obj, obj["spec"]["jobTargetRef"]["template"]["spec"]
+
+
+def test_every_workload_runs_locked_down(objects):
+    seen = 0
+    for obj, pod in pod_specs(objects):
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["runAsNonRoot"] is True, name
+            assert "ALL" in security["capabilities"]["drop"], name
+            assert container["resources"]["requests"] and container["resources"]["limits"], name
+        seen += 1
+    assert seen >= 4
+
+
+def test_long_running_containers_have_probes(objects):
+    for obj in by_kind(objects, "Deployment"):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            assert "livenessProbe" in container, obj["metadata"]["name"]
+            if obj["metadata"]["labels"]["app.kubernetes.io/component"] != "operator":
+                assert "readinessProbe" in container, obj["metadata"]["name"]
+
+
+def test_every_object_carries_the_standard_labels(objects):
+    for obj in objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue
+        labels = obj["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
+                    "app.kubernetes.io/managed-by", "app.kubernetes.io/version"):
+            assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
+
+
+def test_default_install_has_every_component():
+    objects = rendered("")
+    deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]
+                   for o in by_kind(objects, "Deployment")}
+    assert deployments == {"api", "worker-outbox-relay", "worker-notifications",
+                           "worker-media", "worker-scheduler", "operator"}
+    for kind in ("Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                 "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding",
+                 "TriggerAuthentication", "CustomResourceDefinition"):
+        assert by_kind(objects, kind), kind
+    crd = by_kind(objects, "CustomResourceDefinition")[0]
+    assert crd["metadata"]["name"] == "tenants.courtside.dev"
+
+
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook():
+    job = next(o for o in by_kind(rendered(""), "Job")
+               if o["metadata"]["name"].endswith("-migrate"))
+    assert job["metadata"]["annotations"]["courtside.test/hook"] == "pre-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_keda_scales_media_and_notifications_on_queue_depth():
+    objects = rendered("")
+    scaled = {o["metadata"]["name"]: o for o in by_kind(objects, "ScaledObject")}
+    assert set(scaled) == {"courtside-media", "courtside-notifications"}
+    auth_names = {o["metadata"]["name"] for o in by_kind(objects, "TriggerAuthentication")}
+    for obj in scaled.values():
+        spec = obj["spec"]
+        assert spec["minReplicaCount"] == 0 and spec["cooldownPeriod"] > 0
+        trigger = spec["triggers"][0]
+        assert trigger["type"] == "aws-sqs-queue"
+        assert {"queueURL", "queueLength", "activationQueueLength", "awsRegion"} <= set(
+            trigger["metadata"])
+        assert trigger["authenticationRef"]["name"] in auth_names
+        target = spec["scaleTargetRef"]["name"]
+        deployment = next(d for d in by_kind(objects, "Deployment")
+                          if d["metadata"]["name"] == target)
+        assert "replicas" not in deployment["spec"]  # KEDA owns the count
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > 25  # longer than the worker's own drain period
+
+
+def test_production_runs_media_as_a_scaled_job_with_pod_identity():
+    objects = rendered("values-production.yaml")
+    jobs = by_kind(objects, "ScaledJob")
+    assert [j["metadata"]["name"] for j in jobs] == ["courtside-media"]
+    assert not any(d["metadata"]["name"] == "courtside-media"
+                   for d in by_kind(objects, "Deployment"))
+    auth = by_kind(objects, "TriggerAuthentication")[0]
+    assert auth["spec"]["podIdentity"]["provider"] == "aws"
+    # Secrets come from the existing Secret; the chart creates none with credentials.
+    assert not [s for s in by_kind(objects, "Secret") if "stringData" in s
+                or "data" in s and "DATABASE_URL" in s.get("data", {})]
+    ingress = by_kind(objects, "Ingress")[0]
+    assert ingress["spec"]["tls"][0]["secretName"] == "courtside-tls"
+
+
+def test_dev_values_bring_their_own_backing_services():
+    objects = rendered("values-dev.yaml")
+    components = {o["metadata"]["labels"]["app.kubernetes.io/component"]
+                  for o in by_kind(objects, "Deployment")}
+    assert {"postgres", "redis", "moto", "mail", "api"} <= components
+    assert not [o for o in objects if o["kind"] in KEDA_CRDS]
+    api = next(o for o in by_kind(objects, "Deployment")
+               if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api")
+    assert api["spec"]["template"]["spec"]["initContainers"][0]["args"] == ["migrate"]
+
+
+def test_operator_rbac_is_least_privilege():
+    objects = rendered("")
+    role = next(o for o in by_kind(objects, "ClusterRole")
+                if o["metadata"]["name"].endswith("-operator"))
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        assert "secrets" not in rule["resources"]  # only via the namespaced Role
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"tenants", "tenants/status", "tenants/finalizers", "events"} <= resources
+    secrets_role = next(o for o in by_kind(objects, "Role")
+                        if o["metadata"]["name"].endswith("-operator-secrets"))
+    assert secrets_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": [
+        "get", "list", "watch", "create", "update", "patch", "delete"]}]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"api": {"replicaCount": "three"}}, "replicaCount"),
+    ({"keda": {"enabled": True, "authentication": "magic"}}, "authentication"),
+    ({"securityContext": {"readOnlyRootFilesystem": False, "runAsNonRoot": True,
+                          "allowPrivilegeEscalation": False,
+                          "capabilities": {"drop": ["ALL"]}}}, "readOnlyRootFilesystem"),
+    ({"workers": {"media": {"enabled": True, "command": "media", "replicaCount": 1,
+                            "resources": {}, "gpu": True}}}, "gpu"),
+])
+def test_bad_values_fail_with_a_message_naming_the_field(bad, field):
+    result = run_render(bad)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert field in result.stderr
+
+
+def test_values_files_match_the_schema():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    base = values_file("values.yaml")
+
+    def merge(a, b):
+        out = copy.deepcopy(a)
+        for key, value in b.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(
+                out.get(key), dict) else value
+        return out
+
+    for name in VARIANTS[1:]:
+        jsonschema.validate(merge(base, values_file(name)), schema)
+    jsonschema.validate(base, schema)
+
+
+def test_skaffold_config_matches_the_upstream_schema():
+    schema = json.loads((SHARED / "skaffold" / "v4beta14.json").read_text())
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert list(validator.iter_errors(config)) == []
+    assert config["apiVersion"] == "skaffold/v4beta14"
+    assert [p["name"] for p in config["profiles"]] == ["production"]
+    release = config["manifests"]["helm"]["releases"][0]
+    assert release["chartPath"] == "charts/courtside"
+    assert (ROOT / release["valuesFiles"][0]).exists()
+    broken = copy.deepcopy(config)
+    broken["build"]["artifacts"][0]["dockerfile"] = "misplaced"
+    assert list(validator.iter_errors(broken)) != []
+
+
+def test_kind_config_maps_ingress_ports_on_a_labelled_node():
+    config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    node = config["nodes"][0]
+    assert {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]} == {
+        (80, 80), (443, 443)}
+    assert "ingress-ready=true" in node["kubeadmConfigPatches"][0]
+
+
+def test_dockerfile_builds_a_slim_non_root_image():
+    text = (ROOT / "Dockerfile").read_text()
+    stages = text.split("\nFROM ")[1:]
+    assert len(stages) == 2 and stages[0].startswith("python:3.12-slim AS builder")
+    final = stages[-1]
+    assert final.startswith("python:3.12-slim")
+    assert "build-essential" not in final and "gcc" not in final
+    assert "USER 10001" in final
+    assert 'ENTRYPOINT ["courtside"]' in final
+    assert (ROOT / ".dockerignore").exists()
+
+
+def test_an_invalid_deployment_is_caught_by_the_kubernetes_schema():
+    """The control for the validation above: a misspelt field does fail it."""
+    deployment = _clean(by_kind(rendered(""), "Deployment")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
