@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import importlib
+import inspect
 import os
 import sys
 
@@ -52,7 +53,17 @@ def _worker(args: argparse.Namespace) -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     run = getattr(importlib.import_module(module_name), function_name)
-    asyncio.run(run(settings))
+    if args.once and "once" not in inspect.signature(run).parameters:
+        sys.exit(f"worker {args.name!r} has no --once mode")
+    asyncio.run(run(settings, once=True) if args.once else run(settings))
+
+
+def _aws_init(_: argparse.Namespace) -> None:
+    from app.aws import ensure_resources
+    from app.settings import get_settings
+
+    for name, url in asyncio.run(ensure_resources(get_settings())).items():
+        print(f"{name}: {url}")
 
 
 def _operator(_: argparse.Namespace) -> None:
@@ -91,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed", help="create the demo tenant and users").set_defaults(func=_seed)
     worker = sub.add_parser("worker", help="run a background worker")
     worker.add_argument("name")
+    worker.add_argument("--once", action="store_true",
+                        help="exit when the queue is empty (media jobs under KEDA ScaledJob)")
     worker.set_defaults(func=_worker)
+    sub.add_parser("aws-init", help="create the bucket and queues (dev clusters)").set_defaults(
+        func=_aws_init)
     sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(
         func=_operator)
     tenants = sub.add_parser("tenants", help="apply, list and inspect Tenant manifests",

@@ -7,4 +7,5 @@ WORKERS: dict[str, str] = {
     "outbox-relay": "workers.outbox_relay:run",
     "notifications": "workers.notifications:run",
     "scheduler": "workers.scheduler:run",
+    "media": "workers.media:run",
 }

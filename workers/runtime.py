@@ -120,7 +120,8 @@ class SqsConsumer:
     """
 
     def __init__(self, settings: Settings, *, name: str, queue_url: str,
-                 handle: Callable[[Event], Awaitable[None]], shutdown: Shutdown) -> None:
+                 handle: Callable[[Event], Awaitable[None]], shutdown: Shutdown,
+                 stop_when_idle: bool = False) -> None:
         self.settings = settings
         self.name = name
         self.queue_url = queue_url
@@ -128,6 +129,8 @@ class SqsConsumer:
         self.shutdown = shutdown
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.last_poll = time.monotonic()
+        # One-shot mode (a KEDA ScaledJob): exit once a receive comes back empty.
+        self.stop_when_idle = stop_when_idle
 
     async def run(self) -> None:
         session = aws.session()
@@ -151,7 +154,10 @@ class SqsConsumer:
                     receive.cancel()
                     break
                 self.last_poll = time.monotonic()
-                for message in receive.result().get("Messages", []):
+                messages = receive.result().get("Messages", [])
+                if not messages and self.stop_when_idle and not self.in_flight:
+                    break
+                for message in messages:
                     self._start(message)
             await self._drain()
 

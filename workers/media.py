@@ -1,0 +1,83 @@
+"""Media worker: `media.process` jobs. Checks the uploaded object in S3 and records what it
+found on the media asset (size, content type, ready/failed), once per event.
+
+Transcoding with ffmpeg belongs to the media-upload feature, which will extend
+`process_asset`; the queueing, idempotency, scaling and shutdown behaviour are already
+the ones that work will run on.
+"""
+
+import uuid
+from typing import Any
+
+import structlog
+from botocore.exceptions import ClientError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import aws
+from app.db import Database
+from app.media.models import MediaAsset
+from app.settings import Settings
+from workers.runtime import Event, Shutdown, SqsConsumer, apply_once, serve_health
+
+log = structlog.get_logger(__name__)
+CONSUMER = "media"
+
+
+async def process_asset(session: AsyncSession, s3: Any, bucket: str, media_id: uuid.UUID) -> str:
+    """Inspect the asset's object; returns the status recorded."""
+    asset = await session.scalar(select(MediaAsset).where(MediaAsset.id == media_id)
+                                 .with_for_update())
+    if asset is None:
+        raise LookupError(f"media asset {media_id} not found in its tenant")
+    try:
+        head = await s3.head_object(Bucket=bucket, Key=asset.s3_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        asset.status = "failed"
+        return asset.status
+    asset.size_bytes = int(head["ContentLength"])
+    asset.content_type = head.get("ContentType") or asset.content_type
+    asset.status = "ready"
+    return asset.status
+
+
+class MediaHandler:
+    def __init__(self, settings: Settings, db: Database, s3: Any) -> None:
+        self.settings = settings
+        self.db = db
+        self.s3 = s3
+
+    async def __call__(self, event: Event) -> None:
+        if event.type != "media.process":
+            raise ValueError(f"media worker got {event.type!r}")
+
+        async def effect(session: AsyncSession, event: Event) -> None:
+            status = await process_asset(session, self.s3, self.settings.s3_bucket,
+                                         uuid.UUID(event.payload["media_id"]))
+            log.info("media_processed", media_id=event.payload["media_id"], status=status)
+
+        await apply_once(self.db, CONSUMER, event, effect)
+
+
+async def run(settings: Settings, *, once: bool = False) -> None:
+    """`courtside worker media` (`--once`: stop when the queue is empty, for KEDA jobs)."""
+    shutdown = Shutdown()
+    shutdown.install()
+    db = Database.from_settings(settings, application_name="courtside-media")
+    async with aws.session().client("s3", **aws.client_kwargs(settings)) as s3:
+        consumer = SqsConsumer(settings, name=CONSUMER, queue_url=settings.sqs_media_queue_url,
+                               handle=MediaHandler(settings, db, s3), shutdown=shutdown,
+                               stop_when_idle=once)
+
+        async def healthy() -> bool:
+            return True
+
+        runner = None if once else await serve_health(settings.metrics_port, healthy)
+        try:
+            await consumer.run()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            await db.dispose()
