@@ -8,10 +8,11 @@ from app.media.models import MediaAsset
 from app.notifications.models import Notification
 from app.posts.models import Comment, Post
 from app.spaces.models import Space, SpaceMember
+from app.tenants.db_roles import TenantDbRole
 from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
     "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "Notification", "OutboxEvent",
-    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantMembership",
+    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantDbRole", "TenantMembership",
     "User",
 ]

@@ -25,16 +25,26 @@ def relay_role() -> str:
     return _ident(get_settings().db_relay_role)
 
 
+# A per-tenant database role (made by the Tenant operator) is pinned to its own tenant,
+# whatever it SETs app.tenant_id or SET ROLEs to: session_user doesn't change with either.
+PINNED_TENANT = ("COALESCE((SELECT r.tenant_id FROM tenant_db_roles r "
+                 "WHERE r.role_name = session_user), {column})")
+
+
 def tenant_table(table: str, *, column: str = "tenant_id",
                  privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> None:
-    """ENABLE + FORCE RLS on a tenant-owned table, one isolation policy, runtime grants."""
-    t = _ident(table)
+    """ENABLE + FORCE RLS on a tenant-owned table, the isolation policies, runtime grants."""
+    t, c = _ident(table), _ident(column)
     op.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY")
     op.execute(
         f"CREATE POLICY tenant_isolation ON {t} "
-        f"USING ({_ident(column)} = {CURRENT_TENANT}) "
-        f"WITH CHECK ({_ident(column)} = {CURRENT_TENANT})"
+        f"USING ({c} = {CURRENT_TENANT}) WITH CHECK ({c} = {CURRENT_TENANT})"
+    )
+    pinned = PINNED_TENANT.format(column=c)
+    op.execute(
+        f"CREATE POLICY tenant_role_pin ON {t} AS RESTRICTIVE "
+        f"USING ({c} = {pinned}) WITH CHECK ({c} = {pinned})"
     )
     op.execute(f"GRANT {privileges} ON {t} TO {runtime_role()}")
 

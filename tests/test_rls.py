@@ -9,7 +9,7 @@ from app.db import TENANT_CONTEXT_SQL
 from tests.factories import add_member, register_tenant
 
 # Tables that are deliberately not tenant-owned. Anything else in `public` must be.
-GLOBAL_TABLES = {"alembic_version", "users"}
+GLOBAL_TABLES = {"alembic_version", "users", "tenant_db_roles"}
 
 
 async def _as_tenant(conn: asyncpg.Connection, tenant_id: uuid.UUID | None) -> None:
@@ -137,6 +137,11 @@ async def test_every_tenant_table_forces_rls_with_a_tenant_policy(superuser_conn
         policy = await superuser_conn.fetchrow(
             "SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' "
             "AND tablename = $1 AND policyname = 'tenant_isolation'", table)
+        pin = await superuser_conn.fetchval(
+            "SELECT permissive FROM pg_policies WHERE schemaname = 'public' "
+            "AND tablename = $1 AND policyname = 'tenant_role_pin'", table)
+        if pin != "RESTRICTIVE":
+            problems.append(f"{table}: no restrictive tenant_role_pin policy")
         if policy is None:
             problems.append(f"{table}: no tenant_isolation policy")
         elif not all("app.tenant_id" in (policy[k] or "") for k in ("qual", "with_check")):

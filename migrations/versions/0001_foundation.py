@@ -40,6 +40,14 @@ def upgrade() -> None:
     op.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {runtime}, {relay_role()}")
 
+    # Which tenant each per-tenant database role belongs to (written by the Tenant operator).
+    op.create_table(
+        "tenant_db_roles",
+        sa.Column("role_name", sa.String(63), primary_key=True),
+        sa.Column("tenant_id", UUID, nullable=False, unique=True),
+    )
+    op.execute(f"GRANT SELECT ON tenant_db_roles TO {runtime}")
+
     op.create_table(
         "tenants",
         _id(),
@@ -201,3 +209,4 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION IF EXISTS auth_find_user(text)")
     op.drop_table("users")
     op.drop_table("tenants")
+    op.drop_table("tenant_db_roles")
