@@ -71,6 +71,9 @@ async def bootstrap(admin_url: str, settings: Settings) -> None:
         await conn.execute(
             f"GRANT {_quote_ident(runtime.name)} TO {_quote_ident(owner.name)} WITH ADMIN OPTION"
         )
+        # The Tenant operator pins per-tenant roles with ALTER ROLE … SET app.tenant_id, which
+        # a non-superuser may only do for a parameter it was granted (PostgreSQL 15+).
+        await conn.execute(f"GRANT SET ON PARAMETER app.tenant_id TO {_quote_ident(owner.name)}")
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
             await conn.execute(
                 f"CREATE DATABASE {_quote_ident(database)} OWNER {_quote_ident(owner.name)}"

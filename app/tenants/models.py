@@ -31,7 +31,7 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     suspended: Mapped[bool] = mapped_column(default=False, server_default="false")
     # Written by the Tenant operator; NULL means "use the platform defaults".
-    rate_limits: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rate_limits: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     max_upload_bytes: Mapped[int | None] = mapped_column(BigInteger)
     storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = created_at()

@@ -41,9 +41,10 @@ def _limit(override: dict[str, Any] | None, requests: int, window: int, burst: i
 
 def policy_from_row(settings: Settings, row: "Tenant | _TenantRow | None") -> TenantPolicy:
     window, burst = settings.rate_limit_window_seconds, settings.rate_limit_burst
-    limits = (row.rate_limits if row else None) or {}
+    limits = row.rate_limits if row else None
     if isinstance(limits, str):  # JSON text from a raw connection
         limits = orjson.loads(limits)
+    limits = limits or {}
     return TenantPolicy(
         exists=row is not None,
         suspended=bool(row and row.suspended),
