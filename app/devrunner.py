@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app import devstack
 from app.aws import ensure_resources
-from app.dbadmin import bootstrap, migrate
+from app.dbadmin import ROOT, bootstrap, migrate
 from app.seed import seed_demo
 from app.settings import Settings, get_settings
 from workers import WORKERS
@@ -89,8 +89,14 @@ def run_dev(port: int | None = None) -> None:
         queues = asyncio.run(ensure_resources(settings))
         os.environ.setdefault("SQS_NOTIFICATIONS_QUEUE_URL", queues["notifications"])
         os.environ.setdefault("SQS_MEDIA_QUEUE_URL", queues["media"])
+        os.environ.setdefault("OPERATOR_STATE_DIR", str(STATE_DIR / "tenants"))
         get_settings.cache_clear()
         settings = get_settings()
+        # The demo tenant arrives the way platform engineers onboard one: a Tenant manifest.
+        from courtside_operator.cli import LocalState, apply
+        if asyncio.run(apply(settings, [ROOT / "examples" / "tenants" / "demo-academy.yaml"],
+                             LocalState(Path(settings.operator_state_dir)))) != 0:
+            sys.exit("applying the demo Tenant manifest failed")
         asyncio.run(seed_demo(settings))
 
         exe = [sys.executable, "-m", "app.cli"]

@@ -1,7 +1,6 @@
 import uuid
 
 import pytest
-
 from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import FileSecretStore
 from courtside_operator.spec import TenantSpec

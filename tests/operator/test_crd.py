@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from courtside_operator.crd import ManifestError, validate_manifest
 from courtside_operator.spec import TenantSpec
 

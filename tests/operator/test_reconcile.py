@@ -4,11 +4,11 @@ import asyncio
 
 import asyncpg
 import pytest
+from courtside_operator.reconcile import TenantReconciler
 from sqlalchemy.engine import make_url
 
 from app.tenants.service import tenant_id_for_slug
-from courtside_operator.reconcile import TenantReconciler
-from tests.factories import add_member, register_tenant
+from tests.factories import register_tenant
 from tests.operator.conftest import make_spec
 
 
