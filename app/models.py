@@ -13,6 +13,7 @@ from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
     "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "Notification", "OutboxEvent",
-    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantDbRole", "TenantMembership",
+    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantDbRole",
+    "TenantMembership",
     "User",
 ]

@@ -83,6 +83,8 @@ def start_services(workdir: Path) -> Services:
         "RATE_LIMIT_MAX_PER_TENANT": "100000",
         "RATE_LIMIT_BURST": "10000",
         "TENANT_POLICY_CACHE_SECONDS": "0.2",
+        "OPERATOR_RESYNC_SECONDS": "1",
+        "OPERATOR_NAMESPACE": "courtside",
     }
     os.environ.update(env)
     settings = Settings()

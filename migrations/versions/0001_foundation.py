@@ -46,7 +46,8 @@ def upgrade() -> None:
         sa.Column("role_name", sa.String(63), primary_key=True),
         sa.Column("tenant_id", UUID, nullable=False, unique=True),
     )
-    op.execute(f"GRANT SELECT ON tenant_db_roles TO {runtime}")
+    # Every role the policies run for must be able to read the pin mapping.
+    op.execute(f"GRANT SELECT ON tenant_db_roles TO {runtime}, {relay_role()}")
 
     op.create_table(
         "tenants",

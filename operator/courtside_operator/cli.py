@@ -131,10 +131,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "list":
         print(f"{'NAME':24} {'READY':8} {'SUSPENDED':10} {'MEMBERS':8}")
         for name in state.names():
-            manifest, status = state.manifest(name) or {}, state.status(name) or {}
-            print(f"{name:24} {_ready(status):8} "
+            manifest = state.manifest(name) or {}
+            saved = state.status(name) or {}
+            print(f"{name:24} {_ready(saved):8} "
                   f"{str(manifest.get('spec', {}).get('suspended', False)).lower():10} "
-                  f"{status.get('usage', {}).get('members', '-')!s:8}")
+                  f"{saved.get('usage', {}).get('members', '-')!s:8}")
         return
     status = state.status(args.name)
     if status is None:

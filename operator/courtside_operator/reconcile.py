@@ -50,8 +50,8 @@ def condition(type_: str, ok: bool, reason: str, message: str,
     changed = before is None or before.get("status") != status
     return {
         "type": type_, "status": status, "reason": reason, "message": message,
-        "lastTransitionTime": (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if changed
-                               else before["lastTransitionTime"]),
+        "lastTransitionTime": (before["lastTransitionTime"] if before and not changed
+                               else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         **({"observedGeneration": generation} if generation is not None else {}),
     }
 

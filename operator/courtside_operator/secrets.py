@@ -51,9 +51,11 @@ class KubernetesSecretStore:
         self.headers = headers
         self.ssl = ssl
 
-    async def _request(self, method: str, url: str, body: Any = None) -> tuple[int, Any]:
-        async with aiohttp.ClientSession(headers=self.headers) as session, session.request(
-                method, url, json=body, ssl=self.ssl,
+    async def _request(self, method: str, url: str, body: Any = None,
+                       content_type: str = "application/json") -> tuple[int, Any]:
+        headers = {**self.headers, "Content-Type": content_type}
+        async with aiohttp.ClientSession(headers=headers) as session, session.request(
+                method, url, data=json.dumps(body) if body is not None else None, ssl=self.ssl,
                 timeout=aiohttp.ClientTimeout(total=30)) as response:
             text = await response.text()
             return response.status, (json.loads(text) if text else None)
@@ -76,7 +78,8 @@ class KubernetesSecretStore:
         }
         status, _ = await self._request("POST", self.base, secret)
         if status == 409:
-            status, _ = await self._request("PUT", f"{self.base}/{name}", secret)
+            status, _ = await self._request("PATCH", f"{self.base}/{name}", secret,
+                                            "application/merge-patch+json")
         if status >= 400:
             raise RuntimeError(f"writing Secret {name}: HTTP {status}")
 
