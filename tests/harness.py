@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from app import devstack
@@ -107,4 +108,20 @@ class _DatabaseDropper:
     database: str
 
     def stop(self) -> None:
-        asyncio.run(drop_database(self.admin_url, self.database))
+        asyncio.run(self._drop())
+
+    async def _drop(self) -> None:
+        # Roles are cluster-wide: drop the per-tenant roles this run's operator tests made.
+        dsn = make_url(self.admin_url).set(database=self.database)
+        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        try:
+            roles = [r[0] for r in await conn.fetch("SELECT role_name FROM tenant_db_roles")]
+        finally:
+            await conn.close()
+        await drop_database(self.admin_url, self.database)
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            for role in roles:
+                await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        finally:
+            await conn.close()
