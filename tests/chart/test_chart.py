@@ -149,8 +149,8 @@ def test_default_install_has_every_component():
                  "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding",
                  "TriggerAuthentication", "CustomResourceDefinition"):
         assert by_kind(objects, kind), kind
-    crd = by_kind(objects, "CustomResourceDefinition")[0]
-    assert crd["metadata"]["name"] == "tenants.courtside.dev"
+    crds = {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")}
+    assert crds == {"tenants.courtside.dev", "clusterkopfpeerings.kopf.dev"}
 
 
 def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook():
