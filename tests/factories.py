@@ -73,3 +73,19 @@ async def create_post(client: httpx.AsyncClient, author: Account, space_id: str,
                                  json={"space_id": space_id, "body": body})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def create_club(client: httpx.AsyncClient, *, athletes: tuple[str, ...] = ("athlete",),
+                      others: tuple[str, ...] = ("outsider",),
+                      other_coaches: tuple[str, ...] = ()) -> dict:
+    """A tenant with an ADMIN and a COACH whose space holds `athletes`; `others` are
+    athletes of the tenant outside the space. Keys: admin, coach, space, and each name."""
+    admin = await register_tenant(client)
+    coach = await add_member(client, admin, "COACH")
+    club: dict = {"admin": admin, "coach": coach}
+    for name in other_coaches:
+        club[name] = await add_member(client, admin, "COACH")
+    for name in (*athletes, *others):
+        club[name] = await add_member(client, admin, "ATHLETE")
+    club["space"] = await create_space(client, coach, *(club[n] for n in athletes))
+    return club

@@ -15,7 +15,7 @@ import pytest
 from app import aws
 from app.devstack import free_port
 from app.events.outbox import add_event
-from tests.factories import add_member, create_post, create_space, register_tenant
+from tests.factories import create_club, create_post, register_tenant
 from workers.notifications import CONSUMER, NotificationsHandler
 from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn
 from workers.runtime import Event, Shutdown, SqsConsumer
@@ -108,13 +108,7 @@ def _relay(settings, sqs, pool):
 
 @pytest.fixture
 async def club(client):
-    admin = await register_tenant(client)
-    coach = await add_member(client, admin, "COACH")
-    athlete = await add_member(client, admin, "ATHLETE")
-    teammate = await add_member(client, admin, "ATHLETE")
-    space = await create_space(client, coach, athlete, teammate)
-    return {"admin": admin, "coach": coach, "athlete": athlete, "teammate": teammate,
-            "space": space}
+    return await create_club(client, athletes=("athlete", "teammate"), others=())
 
 
 async def _notifications(client, account):
@@ -289,50 +283,45 @@ async def test_poison_message_goes_to_the_dlq_without_blocking_others(
     assert [json.loads(m["Body"])["type"] for m in dead] == ["no.such.event"]
 
 
-async def test_shutdown_lets_a_running_job_finish(settings, queue, sqs):
+async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_seconds):
+    """Start a consumer, send one message, SIGTERM-equivalent once its job has started;
+    returns (the event id, the ids whose job finished)."""
     settings = settings.model_copy(update={"sqs_wait_seconds": 1,
-                                           "worker_shutdown_grace_seconds": 10})
+                                           "worker_shutdown_grace_seconds": grace_seconds})
     started, finished = asyncio.Event(), []
 
-    async def slow(event: Event) -> None:
+    async def job(event: Event) -> None:
         started.set()
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(job_seconds)
         finished.append(event.id)
 
     shutdown = Shutdown()
-    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=slow,
+    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=job,
                            shutdown=shutdown)
-    body = {"event_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "type": "x"}
+    event_id = uuid.uuid4()
+    body = {"event_id": str(event_id), "tenant_id": str(uuid.uuid4()), "type": "x"}
     await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(body))
     task = asyncio.create_task(consumer.run())
     await asyncio.wait_for(started.wait(), 30)
     shutdown.event.set()  # what SIGTERM does
     await asyncio.wait_for(task, 30)
-    assert finished == [uuid.UUID(body["event_id"])]
+    return event_id, finished
+
+
+async def test_shutdown_lets_a_running_job_finish(settings, queue, sqs):
+    event_id, finished = await _shut_down_during_a_job(settings, queue, sqs, job_seconds=1.5,
+                                                       grace_seconds=10)
+    assert finished == [event_id]
     assert await _messages(sqs, queue["url"], max_empty=1) == []  # deleted, not redelivered
 
 
 async def test_shutdown_releases_a_job_that_outlives_the_grace_period(settings, queue, sqs):
-    settings = settings.model_copy(update={"sqs_wait_seconds": 1,
-                                           "worker_shutdown_grace_seconds": 0.2})
-    started = asyncio.Event()
-
-    async def endless(event: Event) -> None:
-        started.set()
-        await asyncio.sleep(3600)
-
-    shutdown = Shutdown()
-    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=endless,
-                           shutdown=shutdown)
-    body = {"event_id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "type": "x"}
-    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(body))
-    task = asyncio.create_task(consumer.run())
-    await asyncio.wait_for(started.wait(), 30)
-    shutdown.event.set()
-    await asyncio.wait_for(task, 30)
+    event_id, finished = await _shut_down_during_a_job(settings, queue, sqs, job_seconds=3600,
+                                                       grace_seconds=0.2)
+    assert finished == []
     # Visible again at once (not after the 30 s visibility timeout): not lost.
     again = await _messages(sqs, queue["url"], max_empty=1)
-    assert [json.loads(m["Body"])["event_id"] for m in again] == [body["event_id"]]
+    assert [json.loads(m["Body"])["event_id"] for m in again] == [str(event_id)]
 
 
 async def test_worker_process_exits_cleanly_on_sigterm(services, pipeline_settings):

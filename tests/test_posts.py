@@ -3,21 +3,14 @@ import uuid
 import pytest
 
 from app.db import TENANT_CONTEXT_SQL
-from tests.factories import add_member, create_post, create_space, register_tenant
+from tests.factories import create_club, create_post, create_space, register_tenant
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 async def club(client):
-    admin = await register_tenant(client)
-    coach = await add_member(client, admin, "COACH")
-    athlete = await add_member(client, admin, "ATHLETE")
-    teammate = await add_member(client, admin, "ATHLETE")
-    outsider = await add_member(client, admin, "ATHLETE")
-    space_id = await create_space(client, coach, athlete, teammate)
-    return {"admin": admin, "coach": coach, "athlete": athlete, "teammate": teammate,
-            "outsider": outsider, "space": space_id}
+    return await create_club(client, athletes=("athlete", "teammate"), others=("outsider",))
 
 
 async def _feed(client, account, **params):

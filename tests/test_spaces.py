@@ -1,20 +1,14 @@
 import pytest
 
-from tests.factories import add_member, create_space, register_tenant
+from tests.factories import create_club, create_space, register_tenant
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 async def club(client):
-    admin = await register_tenant(client)
-    coach = await add_member(client, admin, "COACH")
-    other_coach = await add_member(client, admin, "COACH")
-    athlete = await add_member(client, admin, "ATHLETE")
-    outsider = await add_member(client, admin, "ATHLETE")
-    space_id = await create_space(client, coach, athlete)
-    return {"admin": admin, "coach": coach, "other_coach": other_coach, "athlete": athlete,
-            "outsider": outsider, "space": space_id}
+    return await create_club(client, athletes=("athlete",), others=("outsider",),
+                             other_coaches=("other_coach",))
 
 
 async def _space_ids(client, account):
