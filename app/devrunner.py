@@ -35,6 +35,10 @@ def _runtime_urls(host_port: str) -> dict[str, str]:
     }
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev(port: int | None = None) -> None:
     env: dict[str, str] = {}
     started: list[object] = []
@@ -117,7 +121,7 @@ def run_dev(port: int | None = None) -> None:
               "  Demo users     admin@demo.com/admin123, coach@demo.com/coach123, "
               "athlete@demo.com/athlete123\n"
               "Ctrl-C stops everything; data stays in .courtside/.\n", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         failed = [c.args for c in children if c.poll() is not None]
