@@ -18,7 +18,7 @@ def _api(args: argparse.Namespace) -> None:
         "app.main:create_app", factory=True, host=args.host, port=args.port or settings.port,
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips or None,
         access_log=False, log_config=None, loop="uvloop", http="httptools",
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=20, server_header=False, date_header=False,
     )
 
 
