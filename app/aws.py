@@ -41,8 +41,11 @@ async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dic
     async with s.client("sqs", **client_kwargs(settings)) as sqs:
         for name in QUEUE_NAMES:
             dlq = await sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")
-            dlq_arn = (await sqs.get_queue_attributes(
-                QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
+            dlq_arn = (
+                await sqs.get_queue_attributes(
+                    QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
+                )
+            )["Attributes"]["QueueArn"]
             queue = await sqs.create_queue(
                 QueueName=f"{prefix}-{name}",
                 Attributes={

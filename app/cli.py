@@ -15,10 +15,19 @@ def _api(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     uvicorn.run(
-        "app.main:create_app", factory=True, host=args.host, port=args.port or settings.port,
-        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips or None,
-        access_log=False, log_config=None, loop="uvloop", http="httptools",
-        timeout_graceful_shutdown=20, server_header=False, date_header=False,
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port or settings.port,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        access_log=False,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=20,
+        server_header=False,
+        date_header=False,
     )
 
 
@@ -96,21 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=None)
     api.set_defaults(func=_api)
     mig = sub.add_parser("migrate", help="apply database migrations (owner role)")
-    mig.add_argument("--bootstrap", metavar="ADMIN_URL", default=None,
-                     help="first create roles and database with this superuser URL")
+    mig.add_argument(
+        "--bootstrap",
+        metavar="ADMIN_URL",
+        default=None,
+        help="first create roles and database with this superuser URL",
+    )
     mig.set_defaults(func=_migrate)
     sub.add_parser("seed", help="create the demo tenant and users").set_defaults(func=_seed)
     worker = sub.add_parser("worker", help="run a background worker")
     worker.add_argument("name")
-    worker.add_argument("--once", action="store_true",
-                        help="exit when the queue is empty (media jobs under KEDA ScaledJob)")
+    worker.add_argument(
+        "--once",
+        action="store_true",
+        help="exit when the queue is empty (media jobs under KEDA ScaledJob)",
+    )
     worker.set_defaults(func=_worker)
     sub.add_parser("aws-init", help="create the bucket and queues (dev clusters)").set_defaults(
-        func=_aws_init)
-    sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(
-        func=_operator)
-    tenants = sub.add_parser("tenants", help="apply, list and inspect Tenant manifests",
-                             add_help=False)
+        func=_aws_init
+    )
+    sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(func=_operator)
+    tenants = sub.add_parser(
+        "tenants", help="apply, list and inspect Tenant manifests", add_help=False
+    )
     tenants.add_argument("rest", nargs=argparse.REMAINDER)
     tenants.set_defaults(func=_tenants)
     dev = sub.add_parser("dev", help="run the whole product locally")

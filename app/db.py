@@ -74,8 +74,7 @@ def set_session_tenant(
 
 async def _uuids_as_text(conn: asyncpg.Connection) -> None:
     # Rows go straight to JSON on the hot path; asyncpg's own UUID type is not serialisable.
-    await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog",
-                              format="text")
+    await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog", format="text")
 
 
 @asynccontextmanager
@@ -93,8 +92,13 @@ class Database:
     """Owns the runtime role's engine and hands out tenant-scoped sessions."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 20, max_overflow: int = 10,
-        statement_timeout_ms: int = 15_000, application_name: str = "courtside",
+        self,
+        url: str,
+        *,
+        pool_size: int = 20,
+        max_overflow: int = 10,
+        statement_timeout_ms: int = 15_000,
+        application_name: str = "courtside",
     ) -> None:
         self._server_settings = {
             "application_name": application_name,
@@ -142,9 +146,13 @@ class Database:
     async def create_raw_pool(self, url: str, *, size: int) -> asyncpg.Pool:
         """An asyncpg pool on the same role as the engine (see tenant_connection)."""
         dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=size,
-                                         server_settings=self._server_settings,
-                                         init=_uuids_as_text)
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            server_settings=self._server_settings,
+            init=_uuids_as_text,
+        )
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

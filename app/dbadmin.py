@@ -34,14 +34,21 @@ def _roles_from_settings(settings: Settings) -> tuple[RoleSpec, RoleSpec, RoleSp
     runtime = make_url(settings.database_url)
     relay = make_url(settings.relay_database_url)
     if runtime.username != settings.db_runtime_role or relay.username != settings.db_relay_role:
-        raise ValueError("DATABASE_URL/RELAY_DATABASE_URL users must match DB_RUNTIME_ROLE/"
-                         "DB_RELAY_ROLE")
+        raise ValueError(
+            "DATABASE_URL/RELAY_DATABASE_URL users must match DB_RUNTIME_ROLE/DB_RELAY_ROLE"
+        )
     return (
         RoleSpec(owner.username or "", owner.password or "", "LOGIN CREATEROLE NOSUPERUSER"),
-        RoleSpec(runtime.username or "", runtime.password or "",
-                 "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
-        RoleSpec(relay.username or "", relay.password or "",
-                 "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"),
+        RoleSpec(
+            runtime.username or "",
+            runtime.password or "",
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+        ),
+        RoleSpec(
+            relay.username or "",
+            relay.password or "",
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE",
+        ),
         owner.database or "courtside",
     )
 
@@ -81,8 +88,11 @@ async def bootstrap(admin_url: str, settings: Settings) -> None:
     finally:
         await conn.close()
     # PostgreSQL 15+ gives the public schema to the database owner; older servers need this.
-    db_conn = await asyncpg.connect(_asyncpg_dsn(make_url(admin_url).set(database=database)
-                                                 .render_as_string(hide_password=False)))
+    db_conn = await asyncpg.connect(
+        _asyncpg_dsn(
+            make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+        )
+    )
     try:
         await db_conn.execute(f"ALTER SCHEMA public OWNER TO {_quote_ident(owner.name)}")
     finally:

@@ -41,9 +41,11 @@ async def get_request_meta(request: Request) -> RequestMeta:
     # Behind the ingress, uvicorn's proxy-headers support (FORWARDED_ALLOW_IPS) has already
     # replaced client.host with the forwarded address from trusted proxies only.
     ip = request.client.host if request.client else "unknown"
-    return RequestMeta(ip=ip, request_id=request.state.request_id
-                       if hasattr(request.state, "request_id") else None,
-                       user_agent=request.headers.get("user-agent"))
+    return RequestMeta(
+        ip=ip,
+        request_id=request.state.request_id if hasattr(request.state, "request_id") else None,
+        user_agent=request.headers.get("user-agent"),
+    )
 
 
 MetaDep = Annotated[RequestMeta, Depends(get_request_meta)]
@@ -54,8 +56,15 @@ async def ip_rate_limit(resources: ResourcesDep, meta: MetaDep) -> None:
     s = resources.settings
     if not s.rate_limit_enabled:
         return
-    await resources.limiter.check([Bucket("ip", meta.ip, Limit(
-        s.rate_limit_max_per_ip, s.rate_limit_window_seconds, s.rate_limit_burst))])
+    await resources.limiter.check(
+        [
+            Bucket(
+                "ip",
+                meta.ip,
+                Limit(s.rate_limit_max_per_ip, s.rate_limit_window_seconds, s.rate_limit_burst),
+            )
+        ]
+    )
 
 
 async def current_caller(
@@ -77,13 +86,16 @@ async def current_caller(
     if policy.suspended:
         raise TenantSuspended("This organisation's account is suspended.")
     if resources.settings.rate_limit_enabled:
-        await resources.limiter.check([
-            Bucket("ip", meta.ip, policy.per_ip),
-            Bucket("user", str(claims.user_id), policy.per_user),
-            Bucket("tenant", str(claims.tenant_id), policy.per_tenant),
-        ])
-    structlog.contextvars.bind_contextvars(tenant_id=str(claims.tenant_id),
-                                           user_id=str(claims.user_id))
+        await resources.limiter.check(
+            [
+                Bucket("ip", meta.ip, policy.per_ip),
+                Bucket("user", str(claims.user_id), policy.per_user),
+                Bucket("tenant", str(claims.tenant_id), policy.per_tenant),
+            ]
+        )
+    structlog.contextvars.bind_contextvars(
+        tenant_id=str(claims.tenant_id), user_id=str(claims.user_id)
+    )
     return Caller(claims.user_id, claims.tenant_id, role)
 
 
@@ -101,9 +113,7 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
     return check
 
 
-async def tenant_session(
-    resources: ResourcesDep, caller: CallerDep
-) -> AsyncIterator[AsyncSession]:
+async def tenant_session(resources: ResourcesDep, caller: CallerDep) -> AsyncIterator[AsyncSession]:
     """A session whose every transaction is scoped to the caller's tenant (RLS)."""
     async with resources.db.session(caller.tenant_id, caller.user_id) as session:
         yield session

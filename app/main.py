@@ -18,8 +18,14 @@ from app.settings import Settings, get_settings
 from app.spaces.router import router as spaces_router
 from app.tenants.router import router as tenants_router
 
-API_ROUTERS = [auth_router, tenants_router, spaces_router, posts_router, notifications_router,
-               admin_router]
+API_ROUTERS = [
+    auth_router,
+    tenants_router,
+    spaces_router,
+    posts_router,
+    notifications_router,
+    admin_router,
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

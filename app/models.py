@@ -12,8 +12,20 @@ from app.tenants.db_roles import TenantDbRole
 from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
-    "AuditLog", "Base", "Comment", "Invitation", "MediaAsset", "Notification", "OutboxEvent",
-    "Post", "ProcessedEvent", "RefreshToken", "Space", "SpaceMember", "Tenant", "TenantDbRole",
+    "AuditLog",
+    "Base",
+    "Comment",
+    "Invitation",
+    "MediaAsset",
+    "Notification",
+    "OutboxEvent",
+    "Post",
+    "ProcessedEvent",
+    "RefreshToken",
+    "Space",
+    "SpaceMember",
+    "Tenant",
+    "TenantDbRole",
     "TenantMembership",
     "User",
 ]

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 def uuid_pk() -> Mapped[uuid.UUID]:
     return mapped_column(
-        UUID(as_uuid=True), primary_key=True, default=uuid.uuid4,
+        UUID(as_uuid=True),
+        primary_key=True,
+        default=uuid.uuid4,
         server_default=text("gen_random_uuid()"),
     )
 

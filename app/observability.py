@@ -11,10 +11,11 @@ import structlog
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter("courtside_http_requests_total", "HTTP requests",
-                   ["method", "route", "status"])
+REQUESTS = Counter("courtside_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "courtside_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "courtside_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 REQUEST_ID_HEADER = "x-request-id"
@@ -44,8 +45,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"],
-                                      (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -56,6 +56,12 @@ class RequestContextMiddleware:
             method = scope["method"]
             REQUESTS.labels(method, route, str(status)).inc()
             LATENCY.labels(method, route).observe(elapsed)
-            access_log.info("request", method=method, route=route, path=scope["path"],
-                            status=status, duration_ms=round(elapsed * 1000, 2))
+            access_log.info(
+                "request",
+                method=method,
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.clear_contextvars()

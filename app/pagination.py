@@ -38,25 +38,33 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("The cursor is not valid.") from exc
 
 
-def after_cursor[Q: Select](query: Q, created_col: InstrumentedAttribute[Any],  # type: ignore[type-arg]
-                    id_col: InstrumentedAttribute[Any], cursor: str | None, *,
-                    oldest_first: bool = False) -> Q:
+def after_cursor[Q: Select](
+    query: Q,
+    created_col: InstrumentedAttribute[Any],  # type: ignore[type-arg]
+    id_col: InstrumentedAttribute[Any],
+    cursor: str | None,
+    *,
+    oldest_first: bool = False,
+) -> Q:
     """Order newest first (or oldest first) and start after `cursor` (if any)."""
     if cursor:
         created_at, item_id = decode_cursor(cursor)
         if oldest_first:
-            query = query.where(or_(created_col > created_at,
-                                    and_(created_col == created_at, id_col > item_id)))
+            query = query.where(
+                or_(created_col > created_at, and_(created_col == created_at, id_col > item_id))
+            )
         else:
-            query = query.where(or_(created_col < created_at,
-                                    and_(created_col == created_at, id_col < item_id)))
+            query = query.where(
+                or_(created_col < created_at, and_(created_col == created_at, id_col < item_id))
+            )
     if oldest_first:
         return query.order_by(created_col.asc(), id_col.asc())
     return query.order_by(created_col.desc(), id_col.desc())
 
 
-def page_of[R](rows: Sequence[R], limit: int,
-               key: Callable[[R], tuple[datetime, uuid.UUID]]) -> Page[R]:
+def page_of[R](
+    rows: Sequence[R], limit: int, key: Callable[[R], tuple[datetime, uuid.UUID]]
+) -> Page[R]:
     """`rows` was fetched with limit + 1: the extra row only says another page exists."""
     items = list(rows[:limit])
     next_cursor = encode_cursor(*key(items[-1])) if len(rows) > limit and items else None

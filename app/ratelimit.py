@@ -24,10 +24,11 @@ from redis.exceptions import RedisError
 from app.errors import RateLimited, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
-BACKEND_ERRORS = Counter("courtside_ratelimit_backend_errors_total",
-                         "Rate limiter calls that failed because Redis did not answer")
-REJECTIONS = Counter("courtside_ratelimit_rejections_total", "Requests refused with 429",
-                     ["scope"])
+BACKEND_ERRORS = Counter(
+    "courtside_ratelimit_backend_errors_total",
+    "Rate limiter calls that failed because Redis did not answer",
+)
+REJECTIONS = Counter("courtside_ratelimit_rejections_total", "Requests refused with 429", ["scope"])
 
 # KEYS: one bucket key per scope. ARGV: now_ms, then per key: emission_ms, tolerance_ms.
 # Returns {allowed (1/0), index of the first refusing key (1-based) or 0, retry_after_ms}.
@@ -102,5 +103,6 @@ class RateLimiter:
         if not allowed:
             scope = buckets[int(index) - 1].scope
             REJECTIONS.labels(scope).inc()
-            raise RateLimited(f"Too many requests ({scope} limit).",
-                              retry_after=math.ceil(float(retry_ms) / 1000))
+            raise RateLimited(
+                f"Too many requests ({scope} limit).", retry_after=math.ceil(float(retry_ms) / 1000)
+            )

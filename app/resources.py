@@ -27,8 +27,12 @@ class Resources:
     @classmethod
     def create(cls, settings: Settings) -> "Resources":
         db = Database.from_settings(settings, application_name="courtside-api")
-        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0,
-                               socket_connect_timeout=1.0, health_check_interval=30)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            health_check_interval=30,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -40,8 +44,9 @@ class Resources:
         )
 
     async def open(self) -> None:
-        self.read_pool = await self.db.create_raw_pool(self.settings.database_url,
-                                                       size=self.settings.db_read_pool_size)
+        self.read_pool = await self.db.create_raw_pool(
+            self.settings.database_url, size=self.settings.db_read_pool_size
+        )
         self.tenant_policies.read_pool = self.read_pool
 
     async def close(self) -> None:

@@ -37,11 +37,19 @@ async def seed_demo(settings: Settings) -> uuid.UUID:
             password_hash = None if known else await asyncio.to_thread(hash_password, password)
             async with db.transaction(tenant_id, user_id) as session:
                 if password_hash is not None:
-                    session.add(User(id=user_id, email=email, name=name,
-                                     password_hash=password_hash, default_tenant_id=tenant_id))
+                    session.add(
+                        User(
+                            id=user_id,
+                            email=email,
+                            name=name,
+                            password_hash=password_hash,
+                            default_tenant_id=tenant_id,
+                        )
+                    )
                     await session.flush()
                 member = await session.scalar(
-                    select(TenantMembership).where(TenantMembership.user_id == user_id))
+                    select(TenantMembership).where(TenantMembership.user_id == user_id)
+                )
                 if member is None:
                     session.add(TenantMembership(tenant_id=tenant_id, user_id=user_id, role=role))
     finally:

@@ -96,11 +96,11 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: float = 30.0
 
     # Tenant operator.
-    operator_namespace: str = "courtside"     # where tenant credential Secrets are written
-    operator_peering: str = ""                # empty: standalone (one replica)
-    operator_priority: int = 0                # with peering: the highest priority works
-    operator_resync_seconds: float = 60.0     # drift check interval
-    operator_kube_url: str | None = None      # API server URL override (tests, kmock)
+    operator_namespace: str = "courtside"  # where tenant credential Secrets are written
+    operator_peering: str = ""  # empty: standalone (one replica)
+    operator_priority: int = 0  # with peering: the highest priority works
+    operator_resync_seconds: float = 60.0  # drift check interval
+    operator_kube_url: str | None = None  # API server URL override (tests, kmock)
     operator_state_dir: str = ".courtside/tenants"  # `courtside tenants` without a cluster
 
     smtp_host: str = "localhost"

@@ -23,12 +23,16 @@ pool: asyncpg.Pool
 @asynccontextmanager
 async def lifespan(_: Starlette) -> AsyncIterator[None]:
     global pool
-    dsn = make_url(os.environ["DATABASE_URL"]).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    dsn = (
+        make_url(os.environ["DATABASE_URL"])
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
     async def init(conn: asyncpg.Connection) -> None:
-        await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog",
-                                  format="text")
+        await conn.set_type_codec(
+            "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
+        )
 
     pool = await asyncpg.create_pool(dsn, min_size=32, max_size=32, init=init)
     yield
@@ -40,19 +44,33 @@ async def feed(request: Request) -> Response:
     tenant, user = params["tenant"], params["user"]
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(TENANT_CONTEXT_SQL, tenant, user)
-        rows = await conn.fetch(_SPACE_FEED, params["space_id"], False, user,
-                                int(params.get("limit", 20)) + 1, None, None)
-    return Response(orjson.dumps({"items": [dict(r) for r in rows[:20]]}),
-                    media_type="application/json")
+        rows = await conn.fetch(
+            _SPACE_FEED,
+            params["space_id"],
+            False,
+            user,
+            int(params.get("limit", 20)) + 1,
+            None,
+            None,
+        )
+    return Response(
+        orjson.dumps({"items": [dict(r) for r in rows[:20]]}), media_type="application/json"
+    )
 
 
 async def healthz(_: Request) -> Response:
     return Response(b"ok")
 
 
-app = Starlette(routes=[Route("/feed", feed), Route("/healthz", healthz)],
-                lifespan=lifespan)
+app = Starlette(routes=[Route("/feed", feed), Route("/healthz", healthz)], lifespan=lifespan)
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["BARE_PORT"]), log_level="warning",
-                loop="uvloop", http="httptools", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(os.environ["BARE_PORT"]),
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )

@@ -40,9 +40,13 @@ class Stack:
         database = f"courtside_bench_{os.getpid()}"
 
         def url(role: str) -> str:
-            return (make_url(admin).set(drivername="postgresql+asyncpg", username=role,
-                                        password=role, database=database)
-                    .render_as_string(hide_password=False))
+            return (
+                make_url(admin)
+                .set(
+                    drivername="postgresql+asyncpg", username=role, password=role, database=database
+                )
+                .render_as_string(hide_password=False)
+            )
 
         self.env = {
             **os.environ,
@@ -52,17 +56,28 @@ class Stack:
             "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
         }
-        self.superuser_dsn = (make_url(admin).set(database=database)
-                              .render_as_string(hide_password=False))
+        self.superuser_dsn = (
+            make_url(admin).set(database=database).render_as_string(hide_password=False)
+        )
         os.environ.update(self.env)
         self.settings = Settings()
         asyncio.run(bootstrap(admin, self.settings))
         migrate(self.settings)
 
-    def serve(self, argv: list[str], port: int, env: dict[str, str] | None = None,
-              ready_path: str = "/healthz") -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, env={**self.env, **(env or {})}, cwd=ROOT,  # noqa: S603
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    def serve(
+        self,
+        argv: list[str],
+        port: int,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/healthz",
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            argv,
+            env={**self.env, **(env or {})},
+            cwd=ROOT,  # noqa: S603
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         self._stop.append(_Process(process))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -100,6 +115,9 @@ def ensure_wrk() -> str | None:
     found = shutil.which("wrk")
     if found or os.geteuid() != 0 or not shutil.which("apt-get"):
         return found
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False,  # noqa: S607
-                   capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=False,  # noqa: S607
+        capture_output=True,
+    )
     return shutil.which("wrk")

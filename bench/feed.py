@@ -49,26 +49,44 @@ async def seed(dsn: str) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
             spaces.append((space, tenant, "Squad", coach, now))
             chosen = [coach, *rng.sample(athletes, MEMBERS_PER_SPACE - 1)]
             members += [(tenant, space, m, now) for m in chosen]
-            posts += [(uuid.uuid4(), tenant, space, rng.choice(chosen), f"Post {p} " * 8,
-                       now - timedelta(seconds=p * 60 + rng.random())) for p in range(POSTS)]
+            posts += [
+                (
+                    uuid.uuid4(),
+                    tenant,
+                    space,
+                    rng.choice(chosen),
+                    f"Post {p} " * 8,
+                    now - timedelta(seconds=p * 60 + rng.random()),
+                )
+                for p in range(POSTS)
+            ]
             picks += [(tenant, space, m) for m in chosen]
     conn = await asyncpg.connect(dsn)
     try:
         await conn.copy_records_to_table("tenants", records=tenants, columns=["id", "slug", "name"])
         await conn.copy_records_to_table(
-            "users", records=users,
-            columns=["id", "email", "name", "password_hash", "default_tenant_id"])
-        await conn.copy_records_to_table("tenant_memberships", records=memberships,
-                                         columns=["tenant_id", "user_id", "role", "created_at"])
-        await conn.copy_records_to_table("spaces", records=spaces,
-                                         columns=["id", "tenant_id", "name", "owner_id",
-                                                  "created_at"])
-        await conn.copy_records_to_table("space_members", records=members,
-                                         columns=["tenant_id", "space_id", "user_id",
-                                                  "created_at"])
-        await conn.copy_records_to_table("posts", records=posts,
-                                         columns=["id", "tenant_id", "space_id", "author_id",
-                                                  "body", "created_at"])
+            "users",
+            records=users,
+            columns=["id", "email", "name", "password_hash", "default_tenant_id"],
+        )
+        await conn.copy_records_to_table(
+            "tenant_memberships",
+            records=memberships,
+            columns=["tenant_id", "user_id", "role", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "spaces", records=spaces, columns=["id", "tenant_id", "name", "owner_id", "created_at"]
+        )
+        await conn.copy_records_to_table(
+            "space_members",
+            records=members,
+            columns=["tenant_id", "space_id", "user_id", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "posts",
+            records=posts,
+            columns=["id", "tenant_id", "space_id", "author_id", "body", "created_at"],
+        )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -77,11 +95,37 @@ async def seed(dsn: str) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
 
 def run_wrk(wrk: str, url: str, lines_file: Path) -> tuple[float, float, float, int]:
     script = ROOT / "bench" / "feed.lua"
-    subprocess.run([wrk, "-t2", f"-c{CONNECTIONS}", f"-d{WARMUP_S}s", "-s", str(script), url,  # noqa: S603
-                    "--", str(lines_file)], capture_output=True, check=True)
-    out = subprocess.run([wrk, "-t2", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "-s",  # noqa: S603
-                          str(script), url, "--", str(lines_file)],
-                         capture_output=True, text=True, check=True).stdout
+    subprocess.run(
+        [
+            wrk,
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{WARMUP_S}s",
+            "-s",
+            str(script),
+            url,  # noqa: S603
+            "--",
+            str(lines_file),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    out = subprocess.run(
+        [
+            wrk,
+            "-t2",
+            f"-c{CONNECTIONS}",
+            f"-d{DURATION_S}s",
+            "-s",  # noqa: S603
+            str(script),
+            url,
+            "--",
+            str(lines_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     match = re.search(r"RESULT (\S+) (\S+) (\S+) (\d+) (\d+)", out)
     if match is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -89,14 +133,17 @@ def run_wrk(wrk: str, url: str, lines_file: Path) -> tuple[float, float, float, 
     return float(rps), float(p50), float(p99), int(non2xx) + int(errors)
 
 
-async def _python_load(url: str, lines: list[str], seconds: float) -> tuple[float, float,
-                                                                            float, int]:
+async def _python_load(
+    url: str, lines: list[str], seconds: float
+) -> tuple[float, float, float, int]:
     import httpx
+
     latencies: list[float] = []
     failures = 0
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+
         async def worker() -> None:
             nonlocal failures
             rng = random.Random()
@@ -107,12 +154,17 @@ async def _python_load(url: str, lines: list[str], seconds: float) -> tuple[floa
                 response = await client.get(path, headers=headers)
                 latencies.append(time.perf_counter() - started)
                 failures += response.status_code != 200
+
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return (len(latencies) / elapsed, latencies[len(latencies) // 2] * 1000,
-            latencies[int(len(latencies) * 0.99)] * 1000, failures)
+    return (
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+        failures,
+    )
 
 
 def load(wrk: str | None, url: str, lines: list[str]) -> tuple[float, float, float, int]:
@@ -128,39 +180,60 @@ def main() -> None:
     try:
         started = time.perf_counter()
         picks = asyncio.run(seed(stack.superuser_dsn))
-        print(f"seeded {TENANTS} tenants x {SPACES} spaces x {POSTS} posts "
-              f"({TENANTS * SPACES * POSTS} posts) in {time.perf_counter() - started:.1f}s")
+        print(
+            f"seeded {TENANTS} tenants x {SPACES} spaces x {POSTS} posts "
+            f"({TENANTS * SPACES * POSTS} posts) in {time.perf_counter() - started:.1f}s"
+        )
         rng = random.Random(11)
         sample = [rng.choice(picks) for _ in range(3000)]
         product_lines = [
-            f"/posts?space_id={s}&limit=20 " + issue_access_token(
-                stack.settings, AccessClaims(u, t, "ATHLETE")) for t, s, u in sample]
+            f"/posts?space_id={s}&limit=20 "
+            + issue_access_token(stack.settings, AccessClaims(u, t, "ATHLETE"))
+            for t, s, u in sample
+        ]
         bare_lines = [f"/feed?space_id={s}&tenant={t}&user={u}&limit=20 " for t, s, u in sample]
 
         api_port, bare_port = free_port(), free_port()
-        generous = {"RATE_LIMIT_MAX_PER_IP": "100000000", "RATE_LIMIT_MAX_PER_USER": "100000000",
-                    "RATE_LIMIT_MAX_PER_TENANT": "100000000", "RATE_LIMIT_BURST": "1000000",
-                    "DB_READ_POOL_SIZE": str(CONNECTIONS)}
+        generous = {
+            "RATE_LIMIT_MAX_PER_IP": "100000000",
+            "RATE_LIMIT_MAX_PER_USER": "100000000",
+            "RATE_LIMIT_MAX_PER_TENANT": "100000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "DB_READ_POOL_SIZE": str(CONNECTIONS),
+        }
         # For profiling: e.g. BENCH_API_ENV="RATE_LIMIT_ENABLED=false" to see a part's cost.
-        generous.update(dict(item.split("=", 1)
-                             for item in os.environ.get("BENCH_API_ENV", "").split()))
-        stack.serve([python(), "-m", "app.cli", "api", "--host", "127.0.0.1", "--port",
-                     str(api_port)], api_port, env=generous)
-        stack.serve([python(), "bench/bare_feed.py"], bare_port,
-                    env={"BARE_PORT": str(bare_port), "PYTHONPATH": str(ROOT)})
+        generous.update(
+            dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split())
+        )
+        stack.serve(
+            [python(), "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(api_port)],
+            api_port,
+            env=generous,
+        )
+        stack.serve(
+            [python(), "bench/bare_feed.py"],
+            bare_port,
+            env={"BARE_PORT": str(bare_port), "PYTHONPATH": str(ROOT)},
+        )
         wrk = ensure_wrk()
         generator = "wrk (2 threads)" if wrk else "Python httpx (wrk not available)"
-        print(f"load: {generator}, {CONNECTIONS} connections, {DURATION_S}s per target "
-              f"after {WARMUP_S}s warm-up; one uvicorn worker per server. The load "
-              f"generator shares this machine's {os.cpu_count()} cores with the servers and "
-              "PostgreSQL.")
-        print("product path: JWT decode, tenant policy (cached), rate limits (one Redis "
-              "EVALSHA for IP/user/tenant), RLS transaction, query, JSON.")
+        print(
+            f"load: {generator}, {CONNECTIONS} connections, {DURATION_S}s per target "
+            f"after {WARMUP_S}s warm-up; one uvicorn worker per server. The load "
+            f"generator shares this machine's {os.cpu_count()} cores with the servers and "
+            "PostgreSQL."
+        )
+        print(
+            "product path: JWT decode, tenant policy (cached), rate limits (one Redis "
+            "EVALSHA for IP/user/tenant), RLS transaction, query, JSON."
+        )
         bare = load(wrk, f"http://127.0.0.1:{bare_port}", bare_lines)
         product = load(wrk, f"http://127.0.0.1:{api_port}", product_lines)
         for name, (rps, p50, p99, failed) in (("bare", bare), ("product", product)):
-            print(f"{name:8s} {rps:8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   "
-                  f"non-2xx/errors {failed}")
+            print(
+                f"{name:8s} {rps:8.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   "
+                f"non-2xx/errors {failed}"
+            )
         ratio = product[0] / bare[0] if bare[0] else 0.0
         print("targets: ratio >= 0.5, p99 <= 50 ms")
         print(f"feed: {product[0]:.0f} req/s, p99 {product[2]:.1f} ms, ratio to bare {ratio:.2f}")

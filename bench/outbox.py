@@ -41,13 +41,22 @@ class DiscardingPublisher(Publisher):
 async def insert_events(dsn: str, tenant: uuid.UUID, count: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        records = [(uuid.uuid4(), tenant, "post.created", "post", str(i),
-                    json.dumps({"event_id": "", "tenant_id": str(tenant), "type": "post.created"}))
-                   for i in range(count)]
+        records = [
+            (
+                uuid.uuid4(),
+                tenant,
+                "post.created",
+                "post",
+                str(i),
+                json.dumps({"event_id": "", "tenant_id": str(tenant), "type": "post.created"}),
+            )
+            for i in range(count)
+        ]
         await conn.copy_records_to_table(
-            "outbox_events", records=records,
-            columns=["id", "tenant_id", "event_type", "aggregate_type", "aggregate_id",
-                     "payload"])
+            "outbox_events",
+            records=records,
+            columns=["id", "tenant_id", "event_type", "aggregate_type", "aggregate_id", "payload"],
+        )
     finally:
         await conn.close()
 
@@ -55,14 +64,19 @@ async def insert_events(dsn: str, tenant: uuid.UUID, count: int) -> None:
 async def drainer(sqs, url: str, stop: asyncio.Event, on_message=None) -> int:  # noqa: ANN001
     handled = 0
     while not stop.is_set():
-        batch = (await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1)).get("Messages", [])
+        batch = (
+            await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        ).get("Messages", [])
         if not batch:
             continue
         if on_message is not None:
             await asyncio.gather(*(on_message(m) for m in batch))
-        await sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+        await sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
+        )
         handled += len(batch)
     return handled
 
@@ -81,20 +95,24 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
     started = time.perf_counter()
     sent = await relay.drain()
     db_rate = sent / (time.perf_counter() - started)
-    print(f"(a) db-side: {sent} events claimed+marked in batches of "
-          f"{settings.outbox_batch_size}: {db_rate:,.0f} events/s")
+    print(
+        f"(a) db-side: {sent} events claimed+marked in batches of "
+        f"{settings.outbox_batch_size}: {db_rate:,.0f} events/s"
+    )
 
     async with aioboto3.Session().client("sqs", **aws.client_kwargs(settings)) as sqs:
         # (b) raw SQS batch sends vs the relay into the same kind of queue, drained meanwhile
         url = await new_queue(sqs)
         stop = asyncio.Event()
         drain = asyncio.create_task(drainer(sqs, url, stop))
-        body = json.dumps({"event_id": str(uuid.uuid4()), "tenant_id": str(tenant),
-                           "type": "post.created"})
+        body = json.dumps(
+            {"event_id": str(uuid.uuid4()), "tenant_id": str(tenant), "type": "post.created"}
+        )
         started = time.perf_counter()
         for _ in range(0, SQS_EVENTS, 10):
-            await sqs.send_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "MessageBody": body} for i in range(10)])
+            await sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": body} for i in range(10)]
+            )
         raw_rate = SQS_EVENTS / (time.perf_counter() - started)
         stop.set()
         await drain
@@ -111,13 +129,18 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
         stop.set()
         await drain
         ratio = relay_rate / raw_rate
-        print(f"(b) SQS (moto): raw SendMessageBatch {raw_rate:,.0f} msg/s; relay end to end "
-              f"{relay_rate:,.0f} events/s; ratio {ratio:.2f}")
+        print(
+            f"(b) SQS (moto): raw SendMessageBatch {raw_rate:,.0f} msg/s; relay end to end "
+            f"{relay_rate:,.0f} events/s; ratio {ratio:.2f}"
+        )
 
         # (c) lag at a steady rate: commit -> consumer effect (apply_once)
         url = await new_queue(sqs)
-        relay = OutboxRelay(settings.model_copy(update={"outbox_poll_seconds": 1.0}),
-                            Publisher(sqs, {"notifications": url}), pool)
+        relay = OutboxRelay(
+            settings.model_copy(update={"outbox_poll_seconds": 1.0}),
+            Publisher(sqs, {"notifications": url}),
+            pool,
+        )
         shutdown = Shutdown()
         relay_task = asyncio.create_task(relay.run_forever(shutdown))
         db = Database.from_settings(settings, application_name="bench-outbox")
@@ -139,12 +162,16 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
         next_at = time.perf_counter()
         for _ in range(LAG_RATE * LAG_SECONDS):
             event_id = uuid.uuid4()
-            payload = json.dumps({"event_id": str(event_id), "tenant_id": str(tenant),
-                                  "type": "post.created"})
+            payload = json.dumps(
+                {"event_id": str(event_id), "tenant_id": str(tenant), "type": "post.created"}
+            )
             await producer.execute(
                 "INSERT INTO outbox_events (id, tenant_id, event_type, aggregate_type, "
                 "aggregate_id, payload) VALUES ($1, $2, 'post.created', 'post', 'x', $3)",
-                event_id, tenant, payload)
+                event_id,
+                tenant,
+                payload,
+            )
             committed[str(event_id)] = time.perf_counter()
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -159,11 +186,15 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
         lags.sort()
         p50 = lags[len(lags) // 2] * 1000
         p99 = lags[int(len(lags) * 0.99) - 1] * 1000
-        print(f"(c) lag at {LAG_RATE} events/s for {LAG_SECONDS}s: {len(lags)} delivered, "
-              f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        print(
+            f"(c) lag at {LAG_RATE} events/s for {LAG_SECONDS}s: {len(lags)} delivered, "
+            f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
     await pool.close()
-    print("targets: >= 2,000 events/s db-side; >= 0.8 of raw SQS; p99 lag < 1 s. "
-          f"All processes share this machine's {os.cpu_count()} cores.")
+    print(
+        "targets: >= 2,000 events/s db-side; >= 0.8 of raw SQS; p99 lag < 1 s. "
+        f"All processes share this machine's {os.cpu_count()} cores."
+    )
     print(f"outbox: {db_rate:.0f} events/s db-side, {ratio:.2f} of raw SQS, p99 lag {p99:.0f} ms")
 
 
@@ -173,15 +204,23 @@ def main() -> None:
     try:
         if not os.environ.get("AWS_ENDPOINT_URL"):
             moto = devstack.MotoServer(stack.workdir).start()
-            os.environ.update({"AWS_ENDPOINT_URL": moto.url, "AWS_ACCESS_KEY_ID": "test",
-                               "AWS_SECRET_ACCESS_KEY": "test"})
+            os.environ.update(
+                {
+                    "AWS_ENDPOINT_URL": moto.url,
+                    "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test",
+                }
+            )
             stack.settings = Settings()
         tenant = uuid.uuid4()
 
         async def make_tenant() -> None:
             conn = await asyncpg.connect(stack.superuser_dsn)
-            await conn.execute("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, 'Bench')",
-                               tenant, f"bench-{tenant.hex[:8]}")
+            await conn.execute(
+                "INSERT INTO tenants (id, slug, name) VALUES ($1, $2, 'Bench')",
+                tenant,
+                f"bench-{tenant.hex[:8]}",
+            )
             await conn.close()
 
         asyncio.run(make_tenant())

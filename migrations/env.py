@@ -13,8 +13,12 @@ target_metadata = app.models.Base.metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      transaction_per_migration=True, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        transaction_per_migration=True,
+        compare_type=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -37,8 +41,11 @@ def run() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=get_settings().migration_database_url, target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(
+        url=get_settings().migration_database_url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 else:

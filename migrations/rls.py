@@ -27,12 +27,15 @@ def relay_role() -> str:
 
 # A per-tenant database role (made by the Tenant operator) is pinned to its own tenant,
 # whatever it SETs app.tenant_id or SET ROLEs to: session_user doesn't change with either.
-PINNED_TENANT = ("COALESCE((SELECT r.tenant_id FROM tenant_db_roles r "
-                 "WHERE r.role_name = session_user), {column})")
+PINNED_TENANT = (
+    "COALESCE((SELECT r.tenant_id FROM tenant_db_roles r "
+    "WHERE r.role_name = session_user), {column})"
+)
 
 
-def tenant_table(table: str, *, column: str = "tenant_id",
-                 privileges: str = "SELECT, INSERT, UPDATE, DELETE") -> None:
+def tenant_table(
+    table: str, *, column: str = "tenant_id", privileges: str = "SELECT, INSERT, UPDATE, DELETE"
+) -> None:
     """ENABLE + FORCE RLS on a tenant-owned table, the isolation policies, runtime grants."""
     t, c = _ident(table), _ident(column)
     op.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")

@@ -70,8 +70,12 @@ async def runtime_conn(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def superuser_conn(services: Services) -> AsyncIterator[asyncpg.Connection]:
     """For reading the catalog and arranging state (never for asserting isolation)."""
-    conn = await asyncpg.connect(asyncpg_dsn(
-        make_url(services.admin_url).set(database=services.database)
-        .render_as_string(hide_password=False)))
+    conn = await asyncpg.connect(
+        asyncpg_dsn(
+            make_url(services.admin_url)
+            .set(database=services.database)
+            .render_as_string(hide_password=False)
+        )
+    )
     yield conn
     await conn.close()

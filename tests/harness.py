@@ -37,8 +37,11 @@ class Services:
 
 
 def _with_database(url: str, user: str, password: str, database: str) -> str:
-    return (make_url(url).set(drivername="postgresql+asyncpg", username=user, password=password,
-                              database=database).render_as_string(hide_password=False))
+    return (
+        make_url(url)
+        .set(drivername="postgresql+asyncpg", username=user, password=password, database=database)
+        .render_as_string(hide_password=False)
+    )
 
 
 def start_services(workdir: Path) -> Services:
@@ -66,10 +69,12 @@ def start_services(workdir: Path) -> Services:
         "ENVIRONMENT": "test",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": _with_database(admin_url, "courtside_app", "courtside_app", database),
-        "MIGRATION_DATABASE_URL": _with_database(admin_url, "courtside_owner", "courtside_owner",
-                                                 database),
-        "RELAY_DATABASE_URL": _with_database(admin_url, "courtside_relay", "courtside_relay",
-                                             database),
+        "MIGRATION_DATABASE_URL": _with_database(
+            admin_url, "courtside_owner", "courtside_owner", database
+        ),
+        "RELAY_DATABASE_URL": _with_database(
+            admin_url, "courtside_relay", "courtside_relay", database
+        ),
         "REDIS_URL": redis_url,
         "AWS_ENDPOINT_URL": aws_url,
         "AWS_ACCESS_KEY_ID": "test",

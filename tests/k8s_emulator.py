@@ -33,8 +33,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             if request.action == action.CREATE and isinstance(data, dict):
                 meta = data.setdefault("metadata", {})
                 meta.setdefault("uid", str(uuid.uuid4()))
-                meta.setdefault("creationTimestamp",
-                                datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                meta.setdefault(
+                    "creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                )
                 meta["generation"] = 1
                 meta["resourceVersion"] = version
             elif request.action == action.UPDATE and isinstance(data, dict):
@@ -43,11 +44,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                     data["metadata"]["generation"] = self._generation(request) + 1
             elif request.action == action.UPDATE and isinstance(data, list):
                 self._check_tests(request, data)
-                data.append({"op": "add", "path": "/metadata/resourceVersion",
-                             "value": version})
+                data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
                 if any(str(op.get("path", "")).startswith("/spec") for op in data):
-                    data.append({"op": "add", "path": "/metadata/generation",
-                                 "value": self._generation(request) + 1})
+                    data.append(
+                        {
+                            "op": "add",
+                            "path": "/metadata/generation",
+                            "value": self._generation(request) + 1,
+                        }
+                    )
         return await super()._handle(request)
 
     def _check_tests(self, request: Any, ops: list[dict[str, Any]]) -> None:
@@ -58,8 +63,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         except KeyError:
             return
         for op in ops:
-            if op.get("op") == "test" and op.get("path") == "/metadata/resourceVersion" \
-                    and op.get("value") != current:
+            if (
+                op.get("op") == "test"
+                and op.get("path") == "/metadata/resourceVersion"
+                and op.get("value") != current
+            ):
                 raise PatchTestFailed()
 
     def _generation(self, request: Any) -> int:
@@ -68,10 +76,19 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return int(self.objects[key].get("metadata", {}).get("generation", 0))
         except (KeyError, TypeError):
             return 0
+
     async def _serve_server_version(self, request: Any) -> dict[str, str]:
-        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0", "platform": "linux/amd64",
-                "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z",
-                "goVersion": "go1.22.5", "compiler": "gc"}
+        return {
+            "major": "1",
+            "minor": "31",
+            "gitVersion": "v1.31.0",
+            "platform": "linux/amd64",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2024-08-13T00:00:00Z",
+            "goVersion": "go1.22.5",
+            "compiler": "gc",
+        }
 
     async def _serve_version(self, request: Any) -> Any:
         # kmock 0.8 answers /api/v1 with groupVersion "/v1"; real servers say "v1".
@@ -80,18 +97,27 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             payload["groupVersion"] = payload["groupVersion"][1:]
         return payload
 
-    def serve(self, resource: str, kind: str, *, namespaced: bool,
-              subresources: set[str] | None = None) -> None:
+    def serve(
+        self, resource: str, kind: str, *, namespaced: bool, subresources: set[str] | None = None
+    ) -> None:
         self.resources[resource] = kmock.ResourceInfo(
-            kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources or set())
+            kind=kind, namespaced=namespaced, verbs=VERBS, subresources=subresources or set()
+        )
 
 
 def kubeconfig(url: str, namespace: str = "default") -> str:
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {
-            "cluster": "emulator", "user": "tester", "namespace": namespace}}],
-        "current-context": "emulator",
-    })
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "tester", "namespace": namespace},
+                }
+            ],
+            "current-context": "emulator",
+        }
+    )

@@ -17,8 +17,13 @@ async def world(client):
     a_space = await create_space(client, a_coach, a_athlete)
     a_post = await create_post(client, a_athlete, a_space)
     b_admin = await register_tenant(client, "B")
-    return {"a_space": a_space, "a_post": a_post["id"], "a_athlete": a_athlete,
-            "same_tenant_outsider": a_outsider, "other_tenant_admin": b_admin}
+    return {
+        "a_space": a_space,
+        "a_post": a_post["id"],
+        "a_athlete": a_athlete,
+        "same_tenant_outsider": a_outsider,
+        "other_tenant_admin": b_admin,
+    }
 
 
 def _calls(space_id, post_id, user_id):
@@ -36,22 +41,35 @@ def _calls(space_id, post_id, user_id):
 
 
 @pytest.mark.parametrize("attacker", ["other_tenant_admin", "same_tenant_outsider"])
-async def test_every_endpoint_is_404_for_ids_the_caller_cannot_see(client, world, attacker,
-                                                                   superuser_conn):
+async def test_every_endpoint_is_404_for_ids_the_caller_cannot_see(
+    client, world, attacker, superuser_conn
+):
     account = world[attacker]
-    for method, url, params, body in _calls(world["a_space"], world["a_post"],
-                                            str(world["a_athlete"].user_id)):
-        response = await client.request(method, url, params=params, json=body,
-                                        headers=account.headers)
+    for method, url, params, body in _calls(
+        world["a_space"], world["a_post"], str(world["a_athlete"].user_id)
+    ):
+        response = await client.request(
+            method, url, params=params, json=body, headers=account.headers
+        )
         assert response.status_code == 404, (method, url, response.text)
         assert response.headers["content-type"] == PROBLEM
     # Nothing was changed by the attempts.
-    space = await superuser_conn.fetchrow("SELECT name FROM spaces WHERE id = $1::uuid",
-                                          world["a_space"])
+    space = await superuser_conn.fetchrow(
+        "SELECT name FROM spaces WHERE id = $1::uuid", world["a_space"]
+    )
     assert space["name"] == "Squad"
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM posts WHERE body = 'intrusion' OR deleted_at IS NOT NULL") == 0
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM comments WHERE body = 'intrusion'") == 0
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM space_members WHERE space_id = $1::uuid", world["a_space"]) == 2
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM posts WHERE body = 'intrusion' OR deleted_at IS NOT NULL"
+        )
+        == 0
+    )
+    assert (
+        await superuser_conn.fetchval("SELECT count(*) FROM comments WHERE body = 'intrusion'") == 0
+    )
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM space_members WHERE space_id = $1::uuid", world["a_space"]
+        )
+        == 2
+    )

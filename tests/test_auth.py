@@ -12,9 +12,15 @@ PROBLEM = "application/problem+json"
 
 def _claims(settings, **overrides):
     now = datetime.now(UTC)
-    claims = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience,
-              "sub": str(uuid.uuid4()), "tenant": str(uuid.uuid4()), "role": "ADMIN",
-              "iat": now, "exp": now + timedelta(minutes=5)}
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(uuid.uuid4()),
+        "tenant": str(uuid.uuid4()),
+        "role": "ADMIN",
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
     claims.update(overrides)
     return claims
 
@@ -22,10 +28,17 @@ def _claims(settings, **overrides):
 async def test_register_creates_tenant_admin_and_tokens(client, settings):
     admin = await register_tenant(client, "Riverside Tennis")
     assert admin.role == "ADMIN"
-    payload = jwt.decode(admin.access_token, settings.jwt_access_secret.get_secret_value(),
-                         algorithms=["HS256"], audience=settings.jwt_audience)
+    payload = jwt.decode(
+        admin.access_token,
+        settings.jwt_access_secret.get_secret_value(),
+        algorithms=["HS256"],
+        audience=settings.jwt_audience,
+    )
     assert {payload["sub"], payload["tenant"], payload["role"]} == {
-        str(admin.user_id), str(admin.tenant_id), "ADMIN"}
+        str(admin.user_id),
+        str(admin.tenant_id),
+        "ADMIN",
+    }
     assert payload["iss"] == settings.jwt_issuer and payload["exp"] > payload["iat"]
     tenant = (await client.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)).json()
     assert tenant["name"] == "Riverside Tennis"
@@ -33,8 +46,9 @@ async def test_register_creates_tenant_admin_and_tokens(client, settings):
 
 async def test_passwords_are_stored_as_argon2id_with_owasp_parameters(client, superuser_conn):
     admin = await register_tenant(client)
-    stored = await superuser_conn.fetchval("SELECT password_hash FROM users WHERE id = $1",
-                                           admin.user_id)
+    stored = await superuser_conn.fetchval(
+        "SELECT password_hash FROM users WHERE id = $1", admin.user_id
+    )
     assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
     assert admin.password not in stored
     assert PASSWORD_HASHER.verify(stored, admin.password)
@@ -42,17 +56,24 @@ async def test_passwords_are_stored_as_argon2id_with_owasp_parameters(client, su
 
 async def test_register_with_taken_email_is_a_conflict(client):
     admin = await register_tenant(client)
-    response = await client.post("/auth/register", json={
-        "email": admin.email.upper(), "password": "another password", "name": "X",
-        "tenant_name": "Other"})
+    response = await client.post(
+        "/auth/register",
+        json={
+            "email": admin.email.upper(),
+            "password": "another password",
+            "name": "X",
+            "tenant_name": "Other",
+        },
+    )
     assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
 
 
 async def test_login_returns_tokens_for_the_right_tenant_and_role(client):
     admin = await register_tenant(client)
-    response = await client.post("/auth/login", json={"email": admin.email,
-                                                      "password": admin.password})
+    response = await client.post(
+        "/auth/login", json={"email": admin.email, "password": admin.password}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["tenant_id"] == str(admin.tenant_id) and body["role"] == "ADMIN"
@@ -61,8 +82,7 @@ async def test_login_returns_tokens_for_the_right_tenant_and_role(client):
 @pytest.mark.parametrize("password", ["wrong password", ""])
 async def test_login_with_bad_credentials_is_401_or_422(client, password):
     admin = await register_tenant(client)
-    response = await client.post("/auth/login", json={"email": admin.email,
-                                                      "password": password})
+    response = await client.post("/auth/login", json={"email": admin.email, "password": password})
     assert response.status_code == (422 if password == "" else 401)
     assert response.headers["content-type"] == PROBLEM
 
@@ -70,8 +90,9 @@ async def test_login_with_bad_credentials_is_401_or_422(client, password):
 async def test_unknown_email_and_wrong_password_look_the_same(client):
     admin = await register_tenant(client)
     wrong = await client.post("/auth/login", json={"email": admin.email, "password": "nope-nope"})
-    unknown = await client.post("/auth/login", json={"email": unique_email(),
-                                                     "password": "nope-nope"})
+    unknown = await client.post(
+        "/auth/login", json={"email": unique_email(), "password": "nope-nope"}
+    )
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["detail"] == unknown.json()["detail"]
 
@@ -79,8 +100,10 @@ async def test_unknown_email_and_wrong_password_look_the_same(client):
 async def test_login_to_a_tenant_the_user_is_not_in_fails(client):
     admin = await register_tenant(client)
     other = await register_tenant(client)
-    response = await client.post("/auth/login", json={
-        "email": admin.email, "password": admin.password, "tenant_id": str(other.tenant_id)})
+    response = await client.post(
+        "/auth/login",
+        json={"email": admin.email, "password": admin.password, "tenant_id": str(other.tenant_id)},
+    )
     assert response.status_code == 401
 
 
@@ -90,8 +113,10 @@ async def test_refresh_rotates_and_the_old_token_stops_working(client):
     assert first.status_code == 200
     rotated = first.json()
     assert rotated["refresh_token"] != admin.refresh_token
-    me = await client.get(f"/tenants/{admin.tenant_id}",
-                          headers={"Authorization": f"Bearer {rotated['access_token']}"})
+    me = await client.get(
+        f"/tenants/{admin.tenant_id}",
+        headers={"Authorization": f"Bearer {rotated['access_token']}"},
+    )
     assert me.status_code == 200
     second = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     assert second.status_code == 200
@@ -99,42 +124,50 @@ async def test_refresh_rotates_and_the_old_token_stops_working(client):
 
 async def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(client):
     admin = await register_tenant(client)
-    rotated = (await client.post("/auth/refresh",
-                                 json={"refresh_token": admin.refresh_token})).json()
+    rotated = (
+        await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
+    ).json()
     # An attacker replays the stolen, already-rotated token…
     replay = await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
     assert replay.status_code == 401
     # …and the legitimate client's current token is revoked with it.
     legit = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     assert legit.status_code == 401
-    audit = await client.get("/admin/audit", headers=admin.headers,
-                             params={"action": "auth.refresh_token_reuse"})
+    audit = await client.get(
+        "/admin/audit", headers=admin.headers, params={"action": "auth.refresh_token_reuse"}
+    )
     assert len(audit.json()["items"]) == 1
 
 
 async def test_reuse_does_not_revoke_other_sessions(client):
     admin = await register_tenant(client)
-    other_session = (await client.post("/auth/login", json={
-        "email": admin.email, "password": admin.password})).json()
+    other_session = (
+        await client.post("/auth/login", json={"email": admin.email, "password": admin.password})
+    ).json()
     await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
     await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})  # reuse
-    still_ok = await client.post("/auth/refresh",
-                                 json={"refresh_token": other_session["refresh_token"]})
+    still_ok = await client.post(
+        "/auth/refresh", json={"refresh_token": other_session["refresh_token"]}
+    )
     assert still_ok.status_code == 200
 
 
 async def test_logout_revokes_the_refresh_token(client):
     admin = await register_tenant(client)
-    assert (await client.post("/auth/logout",
-                              json={"refresh_token": admin.refresh_token})).status_code == 204
+    assert (
+        await client.post("/auth/logout", json={"refresh_token": admin.refresh_token})
+    ).status_code == 204
     response = await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("token", [
-    "not-a-token.at-all-but-long-enough-to-parse-xxxxxxxxxxxxxxxx",
-    uuid.uuid4().hex + "." + "x" * 43,
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-token.at-all-but-long-enough-to-parse-xxxxxxxxxxxxxxxx",
+        uuid.uuid4().hex + "." + "x" * 43,
+    ],
+)
 async def test_forged_refresh_tokens_are_rejected(client, token):
     response = await client.post("/auth/refresh", json={"refresh_token": token})
     assert response.status_code == 401
@@ -145,13 +178,13 @@ async def test_refresh_token_with_a_forged_tenant_prefix_is_rejected(client):
     admin = await register_tenant(client)
     other = await register_tenant(client)
     forged = other.tenant_id.hex + "." + admin.refresh_token.split(".", 1)[1]
-    assert (await client.post("/auth/refresh",
-                              json={"refresh_token": forged})).status_code == 401
+    assert (await client.post("/auth/refresh", json={"refresh_token": forged})).status_code == 401
 
 
 async def _get_with_token(client, admin, token):
-    return await client.get(f"/tenants/{admin.tenant_id}",
-                            headers={"Authorization": f"Bearer {token}"})
+    return await client.get(
+        f"/tenants/{admin.tenant_id}", headers={"Authorization": f"Bearer {token}"}
+    )
 
 
 async def test_access_token_with_alg_none_is_rejected(client, settings):
@@ -172,8 +205,9 @@ async def test_access_token_signed_with_another_key_is_rejected(client, settings
 
 async def test_access_token_for_another_audience_is_rejected(client, settings):
     admin = await register_tenant(client)
-    claims = _claims(settings, sub=str(admin.user_id), tenant=str(admin.tenant_id),
-                     aud="some-other-api")
+    claims = _claims(
+        settings, sub=str(admin.user_id), tenant=str(admin.tenant_id), aud="some-other-api"
+    )
     token = jwt.encode(claims, settings.jwt_access_secret.get_secret_value(), algorithm="HS256")
     assert (await _get_with_token(client, admin, token)).status_code == 401
 
@@ -181,8 +215,13 @@ async def test_access_token_for_another_audience_is_rejected(client, settings):
 async def test_expired_access_token_is_rejected(client, settings):
     admin = await register_tenant(client)
     past = datetime.now(UTC) - timedelta(minutes=10)
-    claims = _claims(settings, sub=str(admin.user_id), tenant=str(admin.tenant_id),
-                     iat=past - timedelta(minutes=15), exp=past)
+    claims = _claims(
+        settings,
+        sub=str(admin.user_id),
+        tenant=str(admin.tenant_id),
+        iat=past - timedelta(minutes=15),
+        exp=past,
+    )
     token = jwt.encode(claims, settings.jwt_access_secret.get_secret_value(), algorithm="HS256")
     assert (await _get_with_token(client, admin, token)).status_code == 401
 
@@ -202,13 +241,22 @@ async def test_missing_token_is_401(client):
     assert response.headers["content-type"] == PROBLEM
 
 
-@pytest.mark.parametrize("body", [
-    {"email": "not-an-email", "password": "long enough", "name": "A", "tenant_name": "T"},
-    {"email": "a@example.com", "password": "short", "name": "A", "tenant_name": "T"},
-    {"email": "a@example.com", "password": "long enough", "name": "A"},
-    {"email": "a@example.com", "password": "long enough", "name": "A", "tenant_name": "T",
-     "role": "ADMIN", "tenant_id": str(uuid.uuid4())},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email", "password": "long enough", "name": "A", "tenant_name": "T"},
+        {"email": "a@example.com", "password": "short", "name": "A", "tenant_name": "T"},
+        {"email": "a@example.com", "password": "long enough", "name": "A"},
+        {
+            "email": "a@example.com",
+            "password": "long enough",
+            "name": "A",
+            "tenant_name": "T",
+            "role": "ADMIN",
+            "tenant_id": str(uuid.uuid4()),
+        },
+    ],
+)
 async def test_malformed_registration_is_422_problem_json(client, body):
     response = await client.post("/auth/register", json=body)
     assert response.status_code == 422
@@ -218,8 +266,9 @@ async def test_malformed_registration_is_422_problem_json(client, body):
 
 
 async def test_body_that_is_not_json_is_422(client):
-    response = await client.post("/auth/login", content=b"{nope",
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/auth/login", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
 
@@ -229,8 +278,9 @@ async def test_failed_logins_are_throttled_per_account(client, settings):
     for _ in range(settings.login_max_failures_per_account_ip):
         r = await client.post("/auth/login", json={"email": admin.email, "password": "bad-guess"})
         assert r.status_code == 401
-    blocked = await client.post("/auth/login", json={"email": admin.email,
-                                                     "password": admin.password})
+    blocked = await client.post(
+        "/auth/login", json={"email": admin.email, "password": admin.password}
+    )
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) > 0
     assert blocked.headers["content-type"] == PROBLEM
@@ -238,21 +288,24 @@ async def test_failed_logins_are_throttled_per_account(client, settings):
 
 async def test_throttle_from_one_ip_does_not_lock_the_owner_out_elsewhere(app, client, settings):
     import httpx
+
     admin = await register_tenant(client)
     for _ in range(settings.login_max_failures_per_account_ip):
         await client.post("/auth/login", json={"email": admin.email, "password": "bad-guess"})
     owner_transport = httpx.ASGITransport(app=app, client=("192.0.2.77", 5555))
     async with httpx.AsyncClient(transport=owner_transport, base_url="http://t") as owner:
-        response = await owner.post("/auth/login", json={"email": admin.email,
-                                                         "password": admin.password})
+        response = await owner.post(
+            "/auth/login", json={"email": admin.email, "password": admin.password}
+        )
     assert response.status_code == 200
 
 
 async def test_failed_login_is_audited(client):
     admin = await register_tenant(client)
     await client.post("/auth/login", json={"email": admin.email, "password": "wrong-password"})
-    audit = await client.get("/admin/audit", headers=admin.headers,
-                             params={"action": "auth.login_failed"})
+    audit = await client.get(
+        "/admin/audit", headers=admin.headers, params={"action": "auth.login_failed"}
+    )
     items = audit.json()["items"]
     assert len(items) == 1 and items[0]["target_id"] == str(admin.user_id)
     assert "wrong-password" not in str(items[0])

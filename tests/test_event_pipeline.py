@@ -34,20 +34,27 @@ async def queue(sqs):
     """A fresh queue with a DLQ (2 receives) for this test: no leftovers from others."""
     name = f"t-{uuid.uuid4().hex[:12]}"
     dlq = (await sqs.create_queue(QueueName=f"{name}-dlq"))["QueueUrl"]
-    arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))[
-        "Attributes"]["QueueArn"]
-    url = (await sqs.create_queue(QueueName=name, Attributes={
-        "VisibilityTimeout": "30",
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "2"})}
-    ))["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    url = (
+        await sqs.create_queue(
+            QueueName=name,
+            Attributes={
+                "VisibilityTimeout": "30",
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "2"}),
+            },
+        )
+    )["QueueUrl"]
     return {"url": url, "dlq": dlq}
 
 
 @pytest.fixture
 async def empty_outbox(superuser_conn):
     """Events other tests left pending would be published too; start from an empty backlog."""
-    await superuser_conn.execute("UPDATE outbox_events SET status = 'sent', sent_at = now() "
-                                 "WHERE status = 'pending'")
+    await superuser_conn.execute(
+        "UPDATE outbox_events SET status = 'sent', sent_at = now() WHERE status = 'pending'"
+    )
 
 
 @pytest.fixture
@@ -59,23 +66,33 @@ async def relay_pool(settings):
 
 @pytest.fixture
 def pipeline_settings(settings, queue):
-    return settings.model_copy(update={
-        "sqs_notifications_queue_url": queue["url"], "sqs_wait_seconds": 1,
-        "sqs_visibility_timeout": 30, "worker_shutdown_grace_seconds": 5})
+    return settings.model_copy(
+        update={
+            "sqs_notifications_queue_url": queue["url"],
+            "sqs_wait_seconds": 1,
+            "sqs_visibility_timeout": 30,
+            "worker_shutdown_grace_seconds": 5,
+        }
+    )
 
 
 async def _messages(sqs, url, *, delete=True, max_empty=2):
     received, empty = [], 0
     while empty < max_empty:
-        batch = (await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1)).get("Messages", [])
+        batch = (
+            await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        ).get("Messages", [])
         if not batch:
             empty += 1
             continue
         received += batch
         if delete:
-            await sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)])
+            await sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+                ],
+            )
     return received
 
 
@@ -90,9 +107,13 @@ async def _until(predicate, timeout=30.0):
 
 async def _consume_until(settings, db, predicate, timeout=30.0):
     shutdown = Shutdown()
-    consumer = SqsConsumer(settings, name=CONSUMER,
-                           queue_url=settings.sqs_notifications_queue_url,
-                           handle=NotificationsHandler(settings, db), shutdown=shutdown)
+    consumer = SqsConsumer(
+        settings,
+        name=CONSUMER,
+        queue_url=settings.sqs_notifications_queue_url,
+        handle=NotificationsHandler(settings, db),
+        shutdown=shutdown,
+    )
     task = asyncio.create_task(consumer.run())
     try:
         await _until(predicate, timeout)
@@ -103,7 +124,8 @@ async def _consume_until(settings, db, predicate, timeout=30.0):
 
 def _relay(settings, sqs, pool):
     return OutboxRelay(
-        settings, Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url}), pool)
+        settings, Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url}), pool
+    )
 
 
 @pytest.fixture
@@ -117,9 +139,9 @@ async def _notifications(client, account):
     return response.json()["items"]
 
 
-async def test_a_post_becomes_notifications_and_emails(client, club, db, services, sqs,
-                                                       pipeline_settings, relay_pool,
-                                                       empty_outbox):
+async def test_a_post_becomes_notifications_and_emails(
+    client, club, db, services, sqs, pipeline_settings, relay_pool, empty_outbox
+):
     post = await create_post(client, club["athlete"], club["space"])
     relay = _relay(pipeline_settings, sqs, relay_pool)
     assert await relay.drain() == 1
@@ -136,10 +158,12 @@ async def test_a_post_becomes_notifications_and_emails(client, club, db, service
     assert await _messages(sqs, pipeline_settings.sqs_notifications_queue_url) == []
 
 
-async def test_email_preference_is_honoured(client, club, db, services, sqs, pipeline_settings,
-                                            relay_pool, empty_outbox, superuser_conn):
-    await superuser_conn.execute("UPDATE users SET email_notifications = false WHERE id = $1",
-                                 club["teammate"].user_id)
+async def test_email_preference_is_honoured(
+    client, club, db, services, sqs, pipeline_settings, relay_pool, empty_outbox, superuser_conn
+):
+    await superuser_conn.execute(
+        "UPDATE users SET email_notifications = false WHERE id = $1", club["teammate"].user_id
+    )
     await create_post(client, club["athlete"], club["space"])
     relay = _relay(pipeline_settings, sqs, relay_pool)
     await relay.drain()
@@ -152,31 +176,44 @@ async def test_email_preference_is_honoured(client, club, db, services, sqs, pip
     assert club["teammate"].email not in {m["To"] for m in services.smtp.messages}
 
 
-async def test_comment_notifies_the_post_author(client, club, db, sqs, pipeline_settings,
-                                                relay_pool, empty_outbox):
+async def test_comment_notifies_the_post_author(
+    client, club, db, sqs, pipeline_settings, relay_pool, empty_outbox
+):
     post = await create_post(client, club["athlete"], club["space"])
-    await client.post(f"/posts/{post['id']}/comments", headers=club["coach"].headers,
-                      json={"body": "Bend your knees"})
+    await client.post(
+        f"/posts/{post['id']}/comments",
+        headers=club["coach"].headers,
+        json={"body": "Bend your knees"},
+    )
     relay = _relay(pipeline_settings, sqs, relay_pool)
     assert await relay.drain() == 2
 
     async def author_notified():
-        return any(n["kind"] == "comment.created"
-                   for n in await _notifications(client, club["athlete"]))
+        return any(
+            n["kind"] == "comment.created" for n in await _notifications(client, club["athlete"])
+        )
 
     await _consume_until(pipeline_settings, db, author_notified)
 
 
 async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_once(
-        client, club, db, sqs, services, pipeline_settings, relay_pool, empty_outbox,
-        superuser_conn):
+    client, club, db, sqs, services, pipeline_settings, relay_pool, empty_outbox, superuser_conn
+):
     post = await create_post(client, club["athlete"], club["space"])
-    env = {**os.environ, **services.env, "COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH": "1",
-           "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
-           "METRICS_PORT": str(free_port()), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **services.env,
+        "COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH": "1",
+        "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
+        "METRICS_PORT": str(free_port()),
+        "LOG_LEVEL": "WARNING",
+    }
     relay_process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "outbox-relay"], env=env,
-        stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "app.cli", "worker", "outbox-relay"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(relay_process.stdout.readline), 60)
         assert "published, pausing before commit" in line
@@ -184,7 +221,8 @@ async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_
         relay_process.send_signal(signal.SIGKILL)
         relay_process.wait()
     status = await superuser_conn.fetchval(
-        "SELECT status FROM outbox_events WHERE aggregate_id = $1", post["id"])
+        "SELECT status FROM outbox_events WHERE aggregate_id = $1", post["id"]
+    )
     assert status == "pending"  # the mark never committed
     relay = _relay(pipeline_settings, sqs, relay_pool)
     assert await relay.drain() == 1  # published a second time
@@ -192,87 +230,127 @@ async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_
     async def both_copies_consumed():
         attrs = await sqs.get_queue_attributes(
             QueueUrl=pipeline_settings.sqs_notifications_queue_url,
-            AttributeNames=["ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesNotVisible"])
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
         counts = attrs["Attributes"]
-        return (int(counts["ApproximateNumberOfMessages"]) == 0
-                and int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0
-                and len(await _notifications(client, club["coach"])) == 1)
+        return (
+            int(counts["ApproximateNumberOfMessages"]) == 0
+            and int(counts["ApproximateNumberOfMessagesNotVisible"]) == 0
+            and len(await _notifications(client, club["coach"])) == 1
+        )
 
     await _consume_until(pipeline_settings, db, both_copies_consumed)
     assert len(await _notifications(client, club["coach"])) == 1
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM processed_events WHERE consumer = 'notifications' "
-        "AND tenant_id = $1", club["admin"].tenant_id) == 1
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM processed_events WHERE consumer = 'notifications' "
+            "AND tenant_id = $1",
+            club["admin"].tenant_id,
+        )
+        == 1
+    )
 
 
 async def test_two_relays_in_parallel_publish_every_event_once(
-        db, sqs, pipeline_settings, empty_outbox, client, superuser_conn):
+    db, sqs, pipeline_settings, empty_outbox, client, superuser_conn
+):
     admin = await register_tenant(client)
     async with db.transaction(admin.tenant_id) as session:
-        events = [add_event(session, tenant_id=admin.tenant_id, event_type="post.created",
-                            aggregate_type="post", aggregate_id=uuid.uuid4(),
-                            payload={"space_id": str(uuid.uuid4()), "n": i})
-                  for i in range(120)]
+        events = [
+            add_event(
+                session,
+                tenant_id=admin.tenant_id,
+                event_type="post.created",
+                aggregate_type="post",
+                aggregate_id=uuid.uuid4(),
+                payload={"space_id": str(uuid.uuid4()), "n": i},
+            )
+            for i in range(120)
+        ]
     expected = {str(e.id) for e in events}
     settings = pipeline_settings.model_copy(update={"outbox_batch_size": 10})
-    pools = [await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=2)
-             for _ in range(2)]
+    pools = [
+        await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=2) for _ in range(2)
+    ]
     try:
         publisher = Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url})
-        sent = await asyncio.gather(*(OutboxRelay(settings, publisher, p).drain()
-                                      for p in pools))
+        sent = await asyncio.gather(*(OutboxRelay(settings, publisher, p).drain() for p in pools))
     finally:
         for pool in pools:
             await pool.close()
     assert sum(sent) == 120 and all(s > 0 for s in sent)  # both took part
-    received = [json.loads(m["Body"])["event_id"]
-                for m in await _messages(sqs, settings.sqs_notifications_queue_url)]
+    received = [
+        json.loads(m["Body"])["event_id"]
+        for m in await _messages(sqs, settings.sqs_notifications_queue_url)
+    ]
     assert sorted(received) == sorted(expected)  # every event, none twice
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND status = 'sent'",
-        admin.tenant_id) == 120
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 AND status = 'sent'",
+            admin.tenant_id,
+        )
+        == 120
+    )
 
 
-async def test_failed_publishes_back_off_and_end_dead(db, sqs, settings, empty_outbox,
-                                                      client, superuser_conn, relay_pool):
+async def test_failed_publishes_back_off_and_end_dead(
+    db, sqs, settings, empty_outbox, client, superuser_conn, relay_pool
+):
     admin = await register_tenant(client)
     async with db.transaction(admin.tenant_id) as session:
-        event = add_event(session, tenant_id=admin.tenant_id, event_type="post.created",
-                          aggregate_type="post", aggregate_id=uuid.uuid4(), payload={})
+        event = add_event(
+            session,
+            tenant_id=admin.tenant_id,
+            event_type="post.created",
+            aggregate_type="post",
+            aggregate_id=uuid.uuid4(),
+            payload={},
+        )
     broken = settings.model_copy(update={"outbox_max_attempts": 2})
     missing_queue = settings.sqs_notifications_queue_url + "-does-not-exist"
     relay = OutboxRelay(broken, Publisher(sqs, {"notifications": missing_queue}), relay_pool)
     first = await relay.relay_batch()
     assert (first.sent, first.failed) == (0, 1)
     row = await superuser_conn.fetchrow(
-        "SELECT status, attempts, available_at > now() AS later FROM outbox_events "
-        "WHERE id = $1", event.id)
+        "SELECT status, attempts, available_at > now() AS later FROM outbox_events WHERE id = $1",
+        event.id,
+    )
     assert dict(row) == {"status": "pending", "attempts": 1, "later": True}
-    await superuser_conn.execute("UPDATE outbox_events SET available_at = now() WHERE id = $1",
-                                 event.id)
+    await superuser_conn.execute(
+        "UPDATE outbox_events SET available_at = now() WHERE id = $1", event.id
+    )
     await relay.relay_batch()
-    assert await superuser_conn.fetchval("SELECT status FROM outbox_events WHERE id = $1",
-                                         event.id) == "dead"
+    assert (
+        await superuser_conn.fetchval("SELECT status FROM outbox_events WHERE id = $1", event.id)
+        == "dead"
+    )
 
 
 async def test_poison_message_goes_to_the_dlq_without_blocking_others(
-        client, club, db, sqs, queue, pipeline_settings, superuser_conn):
+    client, club, db, sqs, queue, pipeline_settings, superuser_conn
+):
     settings = pipeline_settings.model_copy(update={"sqs_visibility_timeout": 1})
-    poison = {"event_id": str(uuid.uuid4()), "tenant_id": str(club["admin"].tenant_id),
-              "type": "no.such.event"}
+    poison = {
+        "event_id": str(uuid.uuid4()),
+        "tenant_id": str(club["admin"].tenant_id),
+        "type": "no.such.event",
+    }
     await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(poison))
     post = await create_post(client, club["athlete"], club["space"])
-    good = json.loads(await superuser_conn.fetchval(
-        "SELECT payload::text FROM outbox_events WHERE aggregate_id = $1", post["id"]))
+    good = json.loads(
+        await superuser_conn.fetchval(
+            "SELECT payload::text FROM outbox_events WHERE aggregate_id = $1", post["id"]
+        )
+    )
     await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(good))
 
     async def coach_notified():
         return len(await _notifications(client, club["coach"])) == 1
 
     async def poison_in_dlq():
-        attrs = await sqs.get_queue_attributes(QueueUrl=queue["dlq"],
-                                               AttributeNames=["ApproximateNumberOfMessages"])
+        attrs = await sqs.get_queue_attributes(
+            QueueUrl=queue["dlq"], AttributeNames=["ApproximateNumberOfMessages"]
+        )
         return int(attrs["Attributes"]["ApproximateNumberOfMessages"]) == 1
 
     async def both():
@@ -286,8 +364,9 @@ async def test_poison_message_goes_to_the_dlq_without_blocking_others(
 async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_seconds):
     """Start a consumer, send one message, SIGTERM-equivalent once its job has started;
     returns (the event id, the ids whose job finished)."""
-    settings = settings.model_copy(update={"sqs_wait_seconds": 1,
-                                           "worker_shutdown_grace_seconds": grace_seconds})
+    settings = settings.model_copy(
+        update={"sqs_wait_seconds": 1, "worker_shutdown_grace_seconds": grace_seconds}
+    )
     started, finished = asyncio.Event(), []
 
     async def job(event: Event) -> None:
@@ -296,8 +375,9 @@ async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_se
         finished.append(event.id)
 
     shutdown = Shutdown()
-    consumer = SqsConsumer(settings, name="test", queue_url=queue["url"], handle=job,
-                           shutdown=shutdown)
+    consumer = SqsConsumer(
+        settings, name="test", queue_url=queue["url"], handle=job, shutdown=shutdown
+    )
     event_id = uuid.uuid4()
     body = {"event_id": str(event_id), "tenant_id": str(uuid.uuid4()), "type": "x"}
     await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(body))
@@ -309,15 +389,17 @@ async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_se
 
 
 async def test_shutdown_lets_a_running_job_finish(settings, queue, sqs):
-    event_id, finished = await _shut_down_during_a_job(settings, queue, sqs, job_seconds=1.5,
-                                                       grace_seconds=10)
+    event_id, finished = await _shut_down_during_a_job(
+        settings, queue, sqs, job_seconds=1.5, grace_seconds=10
+    )
     assert finished == [event_id]
     assert await _messages(sqs, queue["url"], max_empty=1) == []  # deleted, not redelivered
 
 
 async def test_shutdown_releases_a_job_that_outlives_the_grace_period(settings, queue, sqs):
-    event_id, finished = await _shut_down_during_a_job(settings, queue, sqs, job_seconds=3600,
-                                                       grace_seconds=0.2)
+    event_id, finished = await _shut_down_during_a_job(
+        settings, queue, sqs, job_seconds=3600, grace_seconds=0.2
+    )
     assert finished == []
     # Visible again at once (not after the 30 s visibility timeout): not lost.
     again = await _messages(sqs, queue["url"], max_empty=1)
@@ -326,13 +408,20 @@ async def test_shutdown_releases_a_job_that_outlives_the_grace_period(settings, 
 
 async def test_worker_process_exits_cleanly_on_sigterm(services, pipeline_settings):
     port = free_port()
-    env = {**os.environ, **services.env, "METRICS_PORT": str(port),
-           "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
-           "SQS_WAIT_SECONDS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "notifications"],
-                               env=env)
+    env = {
+        **os.environ,
+        **services.env,
+        "METRICS_PORT": str(port),
+        "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
+        "SQS_WAIT_SECONDS": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "notifications"], env=env
+    )
     import httpx
+
     try:
+
         async def serving():
             try:
                 async with httpx.AsyncClient() as c:
@@ -341,6 +430,7 @@ async def test_worker_process_exits_cleanly_on_sigterm(services, pipeline_settin
                 return health.status_code == 200 and "courtside_worker" in metrics.text
             except httpx.HTTPError:
                 return False
+
         await _until(serving, 60)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0

@@ -12,19 +12,38 @@ import httpx
 
 from app.devstack import free_port
 
-HARNESS_VARS = ("DATABASE_URL", "MIGRATION_DATABASE_URL", "RELAY_DATABASE_URL", "REDIS_URL",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT", "SMTP_HOST", "SMTP_PORT",
-                "SQS_NOTIFICATIONS_QUEUE_URL", "SQS_MEDIA_QUEUE_URL", "S3_BUCKET",
-                "DATABASE_ADMIN_URL")
+HARNESS_VARS = (
+    "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
+    "RELAY_DATABASE_URL",
+    "REDIS_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SQS_NOTIFICATIONS_QUEUE_URL",
+    "SQS_MEDIA_QUEUE_URL",
+    "S3_BUCKET",
+    "DATABASE_ADMIN_URL",
+)
 
 
 def _start(state_dir, port):
     env = {k: v for k, v in os.environ.items() if k not in HARNESS_VARS}
-    env.update({"COURTSIDE_STATE_DIR": str(state_dir), "LOG_LEVEL": "WARNING",
-                "METRICS_PORT": str(free_port())})
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "dev", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    env.update(
+        {
+            "COURTSIDE_STATE_DIR": str(state_dir),
+            "LOG_LEVEL": "WARNING",
+            "METRICS_PORT": str(free_port()),
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_api(process, url, timeout=120):
@@ -52,13 +71,20 @@ def test_dev_stack_runs_keeps_data_and_stops_cleanly(tmp_path):
     first = _start(tmp_path, port)
     try:
         _wait_for_api(first, url)
-        login = httpx.post(f"{url}/auth/login",
-                           json={"email": "coach@demo.com", "password": "coach123"})
+        login = httpx.post(
+            f"{url}/auth/login", json={"email": "coach@demo.com", "password": "coach123"}
+        )
         assert login.status_code == 200 and login.json()["role"] == "COACH"
         email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
-        registered = httpx.post(f"{url}/auth/register", json={
-            "email": email, "password": "kept across runs", "name": "P",
-            "tenant_name": "Persisted"})
+        registered = httpx.post(
+            f"{url}/auth/register",
+            json={
+                "email": email,
+                "password": "kept across runs",
+                "name": "P",
+                "tenant_name": "Persisted",
+            },
+        )
         assert registered.status_code == 201
     finally:
         output = _stop(first)
@@ -74,11 +100,13 @@ def test_dev_stack_runs_keeps_data_and_stops_cleanly(tmp_path):
     second = _start(tmp_path, port)
     try:
         _wait_for_api(second, url)
-        again = httpx.post(f"{url}/auth/login", json={"email": email,
-                                                      "password": "kept across runs"})
+        again = httpx.post(
+            f"{url}/auth/login", json={"email": email, "password": "kept across runs"}
+        )
         assert again.status_code == 200
-        demo = httpx.post(f"{url}/auth/login", json={"email": "admin@demo.com",
-                                                     "password": "admin123"})
+        demo = httpx.post(
+            f"{url}/auth/login", json={"email": "admin@demo.com", "password": "admin123"}
+        )
         assert demo.status_code == 200
     finally:
         _stop(second)

@@ -25,8 +25,9 @@ async def test_metrics_count_requests_by_route_template(client):
     admin = await register_tenant(client)
     await client.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)
     text = (await client.get("/metrics")).text
-    assert ('courtside_http_requests_total{method="GET",route="/tenants/{tenant_id}",'
-            'status="200"}') in text
+    assert (
+        'courtside_http_requests_total{method="GET",route="/tenants/{tenant_id}",status="200"}'
+    ) in text
     assert str(admin.tenant_id) not in text
     assert "courtside_http_request_duration_seconds_bucket" in text
 
@@ -59,9 +60,15 @@ async def test_unknown_route_and_wrong_method_are_problem_json(client):
 async def test_openapi_is_3_1_and_lists_the_endpoints(client):
     spec = (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
-    for path in ["/auth/register", "/auth/login", "/auth/refresh", "/auth/logout",
-                 "/tenants/{tenant_id}", "/tenants/{tenant_id}/invite",
-                 "/tenants/{tenant_id}/members"]:
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/tenants/{tenant_id}",
+        "/tenants/{tenant_id}/invite",
+        "/tenants/{tenant_id}/members",
+    ]:
         assert path in spec["paths"], path
     assert (await client.get("/docs")).status_code == 200
 
@@ -69,10 +76,15 @@ async def test_openapi_is_3_1_and_lists_the_endpoints(client):
 @pytest.fixture
 async def limited_app(settings):
     """An app with small limits; its own Redis keys are per client IP, user and tenant."""
-    limited = settings.model_copy(update={
-        "rate_limit_max_per_ip": 5, "rate_limit_max_per_user": 1000,
-        "rate_limit_max_per_tenant": 1000, "rate_limit_burst": 2,
-        "rate_limit_window_seconds": 60})
+    limited = settings.model_copy(
+        update={
+            "rate_limit_max_per_ip": 5,
+            "rate_limit_max_per_user": 1000,
+            "rate_limit_max_per_tenant": 1000,
+            "rate_limit_burst": 2,
+            "rate_limit_window_seconds": 60,
+        }
+    )
     application = create_app(limited)
     async with LifespanManager(application):
         yield application
@@ -101,12 +113,14 @@ async def test_rate_limiter_returns_429_with_retry_after_past_the_limit(limited_
 async def test_per_tenant_override_is_enforced_within_seconds(client, app, superuser_conn):
     admin = await register_tenant(client)
     url = f"/tenants/{admin.tenant_id}"
-    assert all([(await client.get(url, headers=admin.headers)).status_code == 200
-                for _ in range(5)])
+    assert all(
+        [(await client.get(url, headers=admin.headers)).status_code == 200 for _ in range(5)]
+    )
     await superuser_conn.execute(
         "UPDATE tenants SET rate_limits = $1 WHERE id = $2",
         json.dumps({"perTenant": {"requests": 2, "windowSeconds": 60, "burst": 0}}),
-        admin.tenant_id)
+        admin.tenant_id,
+    )
     statuses = []
     deadline = asyncio.get_running_loop().time() + 10
     while 429 not in statuses and asyncio.get_running_loop().time() < deadline:
@@ -115,14 +129,16 @@ async def test_per_tenant_override_is_enforced_within_seconds(client, app, super
     assert 429 in statuses
     # Another tenant keeps the defaults.
     other = await register_tenant(client)
-    assert (await client.get(f"/tenants/{other.tenant_id}",
-                             headers=other.headers)).status_code == 200
+    assert (
+        await client.get(f"/tenants/{other.tenant_id}", headers=other.headers)
+    ).status_code == 200
 
 
 async def test_suspended_tenant_is_refused_with_a_clear_problem(client, superuser_conn):
     admin = await register_tenant(client)
-    await superuser_conn.execute("UPDATE tenants SET suspended = true WHERE id = $1",
-                                 admin.tenant_id)
+    await superuser_conn.execute(
+        "UPDATE tenants SET suspended = true WHERE id = $1", admin.tenant_id
+    )
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         r = await client.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)
@@ -131,18 +147,19 @@ async def test_suspended_tenant_is_refused_with_a_clear_problem(client, superuse
         await asyncio.sleep(0.05)
     assert r.status_code == 403
     assert r.json()["type"].endswith("/tenant-suspended")
-    login = await client.post("/auth/login", json={"email": admin.email,
-                                                   "password": admin.password})
+    login = await client.post(
+        "/auth/login", json={"email": admin.email, "password": admin.password}
+    )
     assert login.status_code == 403
 
 
 @pytest.mark.parametrize("fail_open, expected", [(True, 200), (False, 503)])
-async def test_redis_down_behaviour_is_the_configured_choice(client, settings, fail_open,
-                                                             expected):
+async def test_redis_down_behaviour_is_the_configured_choice(client, settings, fail_open, expected):
     admin = await register_tenant(client)
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    application = create_app(settings.model_copy(update={
-        "redis_url": dead_redis, "rate_limit_fail_open": fail_open}))
+    application = create_app(
+        settings.model_copy(update={"redis_url": dead_redis, "rate_limit_fail_open": fail_open})
+    )
     async with LifespanManager(application), _client_for(application) as c:
         r = await c.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)
         assert r.status_code == expected

@@ -36,11 +36,13 @@ async def test_feed_without_space_spans_the_callers_spaces_only(client, club):
 
 
 async def test_non_member_cannot_read_or_post_in_a_space(client, club):
-    feed = await client.get("/posts", headers=club["outsider"].headers,
-                            params={"space_id": club["space"]})
+    feed = await client.get(
+        "/posts", headers=club["outsider"].headers, params={"space_id": club["space"]}
+    )
     assert feed.status_code == 404
-    post = await client.post("/posts", headers=club["outsider"].headers,
-                             json={"space_id": club["space"], "body": "hi"})
+    post = await client.post(
+        "/posts", headers=club["outsider"].headers, json={"space_id": club["space"], "body": "hi"}
+    )
     assert post.status_code == 404
 
 
@@ -56,15 +58,16 @@ async def test_admin_reads_any_space_feed(client, club):
 
 
 async def test_limit_is_capped_at_100(client, club):
-    response = await client.get("/posts", headers=club["athlete"].headers,
-                                params={"limit": 101})
+    response = await client.get("/posts", headers=club["athlete"].headers, params={"limit": 101})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
 
 
 async def test_pagination_neither_skips_nor_repeats_while_posts_arrive(client, club):
-    original = [(await create_post(client, club["athlete"], club["space"], f"p{i}"))["id"]
-                for i in range(25)]
+    original = [
+        (await create_post(client, club["athlete"], club["space"], f"p{i}"))["id"]
+        for i in range(25)
+    ]
     seen, cursor, page_number = [], None, 0
     while True:
         params = {"space_id": club["space"], "limit": 10} | ({"cursor": cursor} if cursor else {})
@@ -82,15 +85,23 @@ async def test_pagination_neither_skips_nor_repeats_while_posts_arrive(client, c
 async def test_comments_are_paginated_oldest_first(client, club):
     post = await create_post(client, club["athlete"], club["space"])
     for i in range(5):
-        r = await client.post(f"/posts/{post['id']}/comments", headers=club["coach"].headers,
-                              json={"body": f"c{i}"})
+        r = await client.post(
+            f"/posts/{post['id']}/comments", headers=club["coach"].headers, json={"body": f"c{i}"}
+        )
         assert r.status_code == 201
-    first = (await client.get(f"/posts/{post['id']}", headers=club["athlete"].headers,
-                              params={"comments_limit": 3})).json()
+    first = (
+        await client.get(
+            f"/posts/{post['id']}", headers=club["athlete"].headers, params={"comments_limit": 3}
+        )
+    ).json()
     assert [c["body"] for c in first["comments"]["items"]] == ["c0", "c1", "c2"]
-    rest = (await client.get(f"/posts/{post['id']}", headers=club["athlete"].headers,
-                             params={"comments_limit": 3,
-                                     "comments_cursor": first["comments"]["next_cursor"]})).json()
+    rest = (
+        await client.get(
+            f"/posts/{post['id']}",
+            headers=club["athlete"].headers,
+            params={"comments_limit": 3, "comments_cursor": first["comments"]["next_cursor"]},
+        )
+    ).json()
     assert [c["body"] for c in rest["comments"]["items"]] == ["c3", "c4"]
     assert rest["comments"]["next_cursor"] is None
 
@@ -102,8 +113,7 @@ async def test_author_space_coach_or_admin_may_delete(client, club, deleter):
     assert response.status_code == 204
     gone = await client.get(f"/posts/{post['id']}", headers=club["athlete"].headers)
     assert gone.status_code == 404
-    assert post["id"] not in [p["id"] for p in
-                              (await _feed(client, club["teammate"]))["items"]]
+    assert post["id"] not in [p["id"] for p in (await _feed(client, club["teammate"]))["items"]]
 
 
 async def test_another_member_may_not_delete(client, club):
@@ -115,29 +125,46 @@ async def test_another_member_may_not_delete(client, club):
 async def test_delete_is_soft_and_audited(client, club, superuser_conn):
     post = await create_post(client, club["athlete"], club["space"])
     await client.delete(f"/posts/{post['id']}", headers=club["coach"].headers)
-    row = await superuser_conn.fetchrow("SELECT deleted_at, deleted_by FROM posts WHERE id = $1",
-                                        uuid.UUID(post["id"]))
+    row = await superuser_conn.fetchrow(
+        "SELECT deleted_at, deleted_by FROM posts WHERE id = $1", uuid.UUID(post["id"])
+    )
     assert row["deleted_at"] is not None and row["deleted_by"] == club["coach"].user_id
-    audit = (await client.get("/admin/audit", headers=club["admin"].headers,
-                              params={"action": "post.deleted"})).json()["items"]
+    audit = (
+        await client.get(
+            "/admin/audit", headers=club["admin"].headers, params={"action": "post.deleted"}
+        )
+    ).json()["items"]
     assert [a["target_id"] for a in audit] == [post["id"]]
 
 
 async def test_clients_cannot_set_author_or_tenant(client, club):
-    response = await client.post("/posts", headers=club["athlete"].headers, json={
-        "space_id": club["space"], "body": "x", "author_id": str(club["coach"].user_id),
-        "tenant_id": str(uuid.uuid4())})
+    response = await client.post(
+        "/posts",
+        headers=club["athlete"].headers,
+        json={
+            "space_id": club["space"],
+            "body": "x",
+            "author_id": str(club["coach"].user_id),
+            "tenant_id": str(uuid.uuid4()),
+        },
+    )
     assert response.status_code == 422
     assert {tuple(e["loc"]) for e in response.json()["errors"]} == {
-        ("body", "author_id"), ("body", "tenant_id")}
+        ("body", "author_id"),
+        ("body", "tenant_id"),
+    }
 
 
 async def _media(superuser_conn, tenant_id, owner_id):
     media_id = uuid.uuid4()
     await superuser_conn.execute(
         "INSERT INTO media_assets (id, tenant_id, owner_id, content_type, s3_key) "
-        "VALUES ($1, $2, $3, 'video/mp4', $4)", media_id, tenant_id, owner_id,
-        f"tenants/{tenant_id}/{media_id}")
+        "VALUES ($1, $2, $3, 'video/mp4', $4)",
+        media_id,
+        tenant_id,
+        owner_id,
+        f"tenants/{tenant_id}/{media_id}",
+    )
     return media_id
 
 
@@ -146,25 +173,37 @@ async def test_post_may_carry_media_of_its_own_tenant_only(client, club, superus
     own = await _media(superuser_conn, athlete.tenant_id, athlete.user_id)
     stranger = await register_tenant(client)
     foreign = await _media(superuser_conn, stranger.tenant_id, stranger.user_id)
-    ok = await client.post("/posts", headers=athlete.headers, json={
-        "space_id": club["space"], "body": "serve", "media_ids": [str(own)]})
+    ok = await client.post(
+        "/posts",
+        headers=athlete.headers,
+        json={"space_id": club["space"], "body": "serve", "media_ids": [str(own)]},
+    )
     assert ok.status_code == 201 and ok.json()["media_ids"] == [str(own)]
-    refused = await client.post("/posts", headers=athlete.headers, json={
-        "space_id": club["space"], "body": "serve", "media_ids": [str(own), str(foreign)]})
+    refused = await client.post(
+        "/posts",
+        headers=athlete.headers,
+        json={"space_id": club["space"], "body": "serve", "media_ids": [str(own), str(foreign)]},
+    )
     assert refused.status_code == 422
     assert refused.json()["missing_media_ids"] == [str(foreign)]
 
 
 async def test_post_and_comment_write_outbox_events(client, club, superuser_conn):
     post = await create_post(client, club["athlete"], club["space"])
-    comment = (await client.post(f"/posts/{post['id']}/comments",
-                                 headers=club["coach"].headers, json={"body": "nice"})).json()
+    comment = (
+        await client.post(
+            f"/posts/{post['id']}/comments", headers=club["coach"].headers, json={"body": "nice"}
+        )
+    ).json()
     rows = await superuser_conn.fetch(
         "SELECT event_type, aggregate_type, aggregate_id, tenant_id, payload FROM outbox_events "
-        "WHERE aggregate_id = $1 ORDER BY created_at", post["id"])
+        "WHERE aggregate_id = $1 ORDER BY created_at",
+        post["id"],
+    )
     assert [r["event_type"] for r in rows] == ["post.created", "comment.created"]
     assert all(r["tenant_id"] == club["athlete"].tenant_id for r in rows)
     import json
+
     created, commented = (json.loads(r["payload"]) for r in rows)
     assert created["space_id"] == club["space"] and created["event_id"]
     assert commented["comment_id"] == comment["id"]
@@ -172,7 +211,8 @@ async def test_post_and_comment_write_outbox_events(client, club, superuser_conn
 
 
 async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
-        client, club, db, superuser_conn, monkeypatch):
+    client, club, db, superuser_conn, monkeypatch
+):
     from app.caller import Caller
     from app.posts import service
     from app.tenants.models import Role
@@ -185,37 +225,58 @@ async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
     caller = Caller(athlete.user_id, athlete.tenant_id, Role.ATHLETE)
     async with db.session(athlete.tenant_id, athlete.user_id) as session:
         with pytest.raises(RuntimeError):
-            await service.create_post(session, caller, space_id=uuid.UUID(club["space"]),
-                                      body="never saved", media_ids=[])
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM posts WHERE body = 'never saved'") == 0
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 "
-        "AND event_type = 'post.created'", athlete.tenant_id) == 0
+            await service.create_post(
+                session, caller, space_id=uuid.UUID(club["space"]), body="never saved", media_ids=[]
+            )
+    assert (
+        await superuser_conn.fetchval("SELECT count(*) FROM posts WHERE body = 'never saved'") == 0
+    )
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE tenant_id = $1 "
+            "AND event_type = 'post.created'",
+            athlete.tenant_id,
+        )
+        == 0
+    )
 
 
-async def test_feed_query_uses_the_index_not_a_seq_scan(client, club, superuser_conn,
-                                                        runtime_conn):
+async def test_feed_query_uses_the_index_not_a_seq_scan(client, club, superuser_conn, runtime_conn):
     from app.posts.service import _SPACE_FEED
+
     athlete = club["athlete"]
     # A realistic shape: many tenants' posts in the table, a few thousand in this space.
     await superuser_conn.execute(
         "INSERT INTO posts (tenant_id, space_id, author_id, body, created_at) "
         "SELECT $1, $2, $3, 'bulk ' || g, now() - g * interval '1 minute' "
         "FROM generate_series(1, 3000) g",
-        athlete.tenant_id, uuid.UUID(club["space"]), athlete.user_id)
+        athlete.tenant_id,
+        uuid.UUID(club["space"]),
+        athlete.user_id,
+    )
     other = await register_tenant(client)
     other_space = await create_space(client, other)
     await superuser_conn.execute(
         "INSERT INTO posts (tenant_id, space_id, author_id, body) "
         "SELECT $1, $2, $3, 'other ' || g FROM generate_series(1, 20000) g",
-        other.tenant_id, uuid.UUID(other_space), other.user_id)
+        other.tenant_id,
+        uuid.UUID(other_space),
+        other.user_id,
+    )
     await superuser_conn.execute("ANALYZE posts; ANALYZE space_members")
     async with runtime_conn.transaction():
-        await runtime_conn.execute(TENANT_CONTEXT_SQL, str(athlete.tenant_id),
-                                   str(athlete.user_id))
-        plan = "\n".join(r[0] for r in await runtime_conn.fetch(
-            "EXPLAIN " + _SPACE_FEED, uuid.UUID(club["space"]), False, athlete.user_id, 21,
-            None, None))
+        await runtime_conn.execute(TENANT_CONTEXT_SQL, str(athlete.tenant_id), str(athlete.user_id))
+        plan = "\n".join(
+            r[0]
+            for r in await runtime_conn.fetch(
+                "EXPLAIN " + _SPACE_FEED,
+                uuid.UUID(club["space"]),
+                False,
+                athlete.user_id,
+                21,
+                None,
+                None,
+            )
+        )
     assert "Seq Scan on posts" not in plan, plan
     assert "ix_posts_tenant_id_space_id_created_at" in plan, plan

@@ -42,7 +42,9 @@ async def test_tenant_cannot_insert_rows_for_another_tenant(two_tenants, runtime
             await runtime_conn.execute(
                 "INSERT INTO tenant_memberships (tenant_id, user_id, role) "
                 "VALUES ($1, $2, 'ADMIN')",
-                b.tenant_id, a.user_id)
+                b.tenant_id,
+                a.user_id,
+            )
 
 
 async def test_tenant_cannot_move_its_rows_into_another_tenant(two_tenants, runtime_conn):
@@ -50,34 +52,45 @@ async def test_tenant_cannot_move_its_rows_into_another_tenant(two_tenants, runt
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         async with runtime_conn.transaction():
             await _as_tenant(runtime_conn, a.tenant_id)
-            await runtime_conn.execute("UPDATE tenant_memberships SET tenant_id = $1",
-                                       b.tenant_id)
+            await runtime_conn.execute("UPDATE tenant_memberships SET tenant_id = $1", b.tenant_id)
 
 
-async def test_tenant_cannot_update_or_delete_another_tenants_rows(two_tenants, runtime_conn,
-                                                                   superuser_conn):
+async def test_tenant_cannot_update_or_delete_another_tenants_rows(
+    two_tenants, runtime_conn, superuser_conn
+):
     a, b = two_tenants
     async with runtime_conn.transaction():
         await _as_tenant(runtime_conn, a.tenant_id)
         updated = await runtime_conn.execute(
-            "UPDATE tenant_memberships SET role = 'ATHLETE' WHERE tenant_id = $1", b.tenant_id)
+            "UPDATE tenant_memberships SET role = 'ATHLETE' WHERE tenant_id = $1", b.tenant_id
+        )
         deleted = await runtime_conn.execute(
-            "DELETE FROM refresh_tokens WHERE tenant_id = $1", b.tenant_id)
-        renamed = await runtime_conn.execute("UPDATE tenants SET name = 'pwned' WHERE id = $1",
-                                             b.tenant_id)
+            "DELETE FROM refresh_tokens WHERE tenant_id = $1", b.tenant_id
+        )
+        renamed = await runtime_conn.execute(
+            "UPDATE tenants SET name = 'pwned' WHERE id = $1", b.tenant_id
+        )
     assert (updated, deleted, renamed) == ("UPDATE 0", "DELETE 0", "UPDATE 0")
     # And B's rows are really untouched.
     roles = await superuser_conn.fetch(
-        "SELECT role FROM tenant_memberships WHERE tenant_id = $1", b.tenant_id)
+        "SELECT role FROM tenant_memberships WHERE tenant_id = $1", b.tenant_id
+    )
     assert sorted(r["role"] for r in roles) == ["ADMIN", "ATHLETE"]
-    assert await superuser_conn.fetchval("SELECT count(*) FROM refresh_tokens WHERE tenant_id = $1",
-                                         b.tenant_id) == 2
-    assert await superuser_conn.fetchval("SELECT name FROM tenants WHERE id = $1",
-                                         b.tenant_id) == "Club B"
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM refresh_tokens WHERE tenant_id = $1", b.tenant_id
+        )
+        == 2
+    )
+    assert (
+        await superuser_conn.fetchval("SELECT name FROM tenants WHERE id = $1", b.tenant_id)
+        == "Club B"
+    )
 
 
-async def test_no_tenant_set_sees_zero_rows_in_every_tenant_table(two_tenants, runtime_conn,
-                                                                  superuser_conn):
+async def test_no_tenant_set_sees_zero_rows_in_every_tenant_table(
+    two_tenants, runtime_conn, superuser_conn
+):
     tables = await _tenant_tables(superuser_conn)
     assert "tenant_memberships" in tables
     async with runtime_conn.transaction():
@@ -107,19 +120,28 @@ async def test_users_of_other_tenants_are_invisible(two_tenants, runtime_conn):
 async def test_runtime_role_is_not_privileged_and_owns_nothing(settings, superuser_conn):
     role = await superuser_conn.fetchrow(
         "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
-        "WHERE rolname = $1", settings.db_runtime_role)
-    assert dict(role) == {"rolsuper": False, "rolbypassrls": False, "rolcreaterole": False,
-                          "rolcreatedb": False}
+        "WHERE rolname = $1",
+        settings.db_runtime_role,
+    )
+    assert dict(role) == {
+        "rolsuper": False,
+        "rolbypassrls": False,
+        "rolcreaterole": False,
+        "rolcreatedb": False,
+    }
     owned = await superuser_conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
-        "WHERE r.rolname = $1", settings.db_runtime_role)
+        "WHERE r.rolname = $1",
+        settings.db_runtime_role,
+    )
     assert owned == []
 
 
 async def _tenant_tables(conn: asyncpg.Connection) -> list[str]:
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1")
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"
+    )
     return [r["relname"] for r in rows if r["relname"] not in GLOBAL_TABLES]
 
 
@@ -131,24 +153,34 @@ async def test_every_tenant_table_forces_rls_with_a_tenant_policy(superuser_conn
     for table in tables:
         flags = await superuser_conn.fetchrow(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
-            "WHERE relname = $1 AND relnamespace = 'public'::regnamespace", table)
+            "WHERE relname = $1 AND relnamespace = 'public'::regnamespace",
+            table,
+        )
         if not (flags["relrowsecurity"] and flags["relforcerowsecurity"]):
             problems.append(f"{table}: RLS not enabled and forced")
         policy = await superuser_conn.fetchrow(
             "SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' "
-            "AND tablename = $1 AND policyname = 'tenant_isolation'", table)
+            "AND tablename = $1 AND policyname = 'tenant_isolation'",
+            table,
+        )
         pin = await superuser_conn.fetchval(
             "SELECT permissive FROM pg_policies WHERE schemaname = 'public' "
-            "AND tablename = $1 AND policyname = 'tenant_role_pin'", table)
+            "AND tablename = $1 AND policyname = 'tenant_role_pin'",
+            table,
+        )
         if pin != "RESTRICTIVE":
             problems.append(f"{table}: no restrictive tenant_role_pin policy")
         if policy is None:
             problems.append(f"{table}: no tenant_isolation policy")
         elif not all("app.tenant_id" in (policy[k] or "") for k in ("qual", "with_check")):
             problems.append(f"{table}: policy does not check app.tenant_id both ways")
-        columns = {r["attname"] for r in await superuser_conn.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0",
-            f"public.{table}")}
+        columns = {
+            r["attname"]
+            for r in await superuser_conn.fetch(
+                "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0",
+                f"public.{table}",
+            )
+        }
         if table != "tenants" and "tenant_id" not in columns:
             problems.append(f"{table}: no tenant_id column")
     assert problems == []
@@ -160,11 +192,17 @@ async def test_tenant_table_indexes_lead_with_tenant_id(superuser_conn):
         "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
         "JOIN pg_class t ON t.oid = x.indrelid "
         "JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public' "
-        "LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]")
+        "LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]"
+    )
     tables = set(await _tenant_tables(superuser_conn)) - {"tenants"}
     # Global lookups by design: primary keys by id, and the relay's cross-tenant queue index.
     allowed = {"ix_outbox_events_pending"}
-    offenders = [f"{r['table']}.{r['index']}" for r in rows
-                 if r["table"] in tables and r["first_column"] != "tenant_id"
-                 and not r["index"].startswith("pk_") and r["index"] not in allowed]
+    offenders = [
+        f"{r['table']}.{r['index']}"
+        for r in rows
+        if r["table"] in tables
+        and r["first_column"] != "tenant_id"
+        and not r["index"].startswith("pk_")
+        and r["index"] not in allowed
+    ]
     assert offenders == []

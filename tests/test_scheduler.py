@@ -12,9 +12,11 @@ async def relay_conn(settings):
     await conn.close()
 
 
-async def test_outbox_cleanup_deletes_only_old_sent_events(settings, superuser_conn, client,
-                                                           relay_conn):
+async def test_outbox_cleanup_deletes_only_old_sent_events(
+    settings, superuser_conn, client, relay_conn
+):
     from tests.factories import register_tenant
+
     admin = await register_tenant(client)
     rows = await superuser_conn.fetch(
         "INSERT INTO outbox_events (tenant_id, event_type, aggregate_type, aggregate_id, "
@@ -22,12 +24,17 @@ async def test_outbox_cleanup_deletes_only_old_sent_events(settings, superuser_c
         "($1, 'x', 'x', 'old', '{}', 'sent', now() - interval '100 hours'), "
         "($1, 'x', 'x', 'new', '{}', 'sent', now()), "
         "($1, 'x', 'x', 'dead', '{}', 'dead', now() - interval '100 hours') RETURNING id",
-        admin.tenant_id)
+        admin.tenant_id,
+    )
     cleanup = next(job for job in JOBS if job.name == "outbox-cleanup")
     assert await run_job_once(relay_conn, settings, cleanup) >= 1
-    left = {r["aggregate_id"] for r in await superuser_conn.fetch(
-        "SELECT aggregate_id FROM outbox_events WHERE id = ANY($1::uuid[])",
-        [r["id"] for r in rows])}
+    left = {
+        r["aggregate_id"]
+        for r in await superuser_conn.fetch(
+            "SELECT aggregate_id FROM outbox_events WHERE id = ANY($1::uuid[])",
+            [r["id"] for r in rows],
+        )
+    }
     assert left == {"new", "dead"}
 
 

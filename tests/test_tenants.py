@@ -20,8 +20,9 @@ async def test_admin_invites_and_invitee_joins_with_that_role(client):
     admin = await register_tenant(client)
     coach = await add_member(client, admin, "COACH")
     assert coach.tenant_id == admin.tenant_id and coach.role == "COACH"
-    login = await client.post("/auth/login", json={"email": coach.email,
-                                                   "password": coach.password})
+    login = await client.post(
+        "/auth/login", json={"email": coach.email, "password": coach.password}
+    )
     assert login.json()["role"] == "COACH"
 
 
@@ -29,8 +30,11 @@ async def test_admin_invites_and_invitee_joins_with_that_role(client):
 async def test_only_an_admin_can_invite(client, role):
     admin = await register_tenant(client)
     member = await add_member(client, admin, role)
-    response = await client.post(f"/tenants/{admin.tenant_id}/invite", headers=member.headers,
-                                 json={"email": unique_email(), "role": "ADMIN"})
+    response = await client.post(
+        f"/tenants/{admin.tenant_id}/invite",
+        headers=member.headers,
+        json={"email": unique_email(), "role": "ADMIN"},
+    )
     assert response.status_code == 403
     assert response.headers["content-type"] == PROBLEM
 
@@ -50,11 +54,15 @@ async def test_expired_invitation_is_refused(client, runtime_conn):
     invitation = await invite(client, admin, "ATHLETE")
     async with runtime_conn.transaction():
         await runtime_conn.execute(TENANT_CONTEXT_SQL, str(admin.tenant_id), "")
-        await runtime_conn.execute("UPDATE invitations SET expires_at = $1 WHERE id = $2",
-                                   datetime.now(UTC) - timedelta(seconds=1),
-                                   uuid.UUID(invitation["id"]))
-    response = await client.post("/auth/invitations/accept", json={
-        "token": invitation["token"], "password": "a fine password"})
+        await runtime_conn.execute(
+            "UPDATE invitations SET expires_at = $1 WHERE id = $2",
+            datetime.now(UTC) - timedelta(seconds=1),
+            uuid.UUID(invitation["id"]),
+        )
+    response = await client.post(
+        "/auth/invitations/accept",
+        json={"token": invitation["token"], "password": "a fine password"},
+    )
     assert response.status_code == 410
 
 
@@ -62,21 +70,29 @@ async def test_existing_user_joins_a_second_tenant_with_their_own_password(clien
     home = await register_tenant(client)
     other = await register_tenant(client)
     invitation = await invite(client, other, "COACH", email=home.email)
-    wrong = await client.post("/auth/invitations/accept", json={
-        "token": invitation["token"], "password": "not their password"})
+    wrong = await client.post(
+        "/auth/invitations/accept",
+        json={"token": invitation["token"], "password": "not their password"},
+    )
     assert wrong.status_code == 401
-    joined = await client.post("/auth/invitations/accept", json={
-        "token": invitation["token"], "password": home.password})
+    joined = await client.post(
+        "/auth/invitations/accept", json={"token": invitation["token"], "password": home.password}
+    )
     assert joined.status_code == 201 and joined.json()["tenant_id"] == str(other.tenant_id)
-    login = await client.post("/auth/login", json={
-        "email": home.email, "password": home.password, "tenant_id": str(other.tenant_id)})
+    login = await client.post(
+        "/auth/login",
+        json={"email": home.email, "password": home.password, "tenant_id": str(other.tenant_id)},
+    )
     assert login.json()["role"] == "COACH"
 
 
 async def test_inviting_an_existing_member_is_a_conflict(client):
     admin = await register_tenant(client)
-    response = await client.post(f"/tenants/{admin.tenant_id}/invite", headers=admin.headers,
-                                 json={"email": admin.email, "role": "COACH"})
+    response = await client.post(
+        f"/tenants/{admin.tenant_id}/invite",
+        headers=admin.headers,
+        json={"email": admin.email, "role": "COACH"},
+    )
     assert response.status_code == 409
 
 
@@ -87,8 +103,11 @@ async def test_members_are_paginated_without_gaps_or_repeats(client):
     seen, cursor = [], None
     while True:
         params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
-        page = (await client.get(f"/tenants/{admin.tenant_id}/members", headers=admin.headers,
-                                 params=params)).json()
+        page = (
+            await client.get(
+                f"/tenants/{admin.tenant_id}/members", headers=admin.headers, params=params
+            )
+        ).json()
         assert len(page["items"]) <= 2
         seen += [m["user_id"] for m in page["items"]]
         cursor = page["next_cursor"]
@@ -106,8 +125,9 @@ async def test_athletes_cannot_list_members(client):
 
 async def test_bad_cursor_is_400_not_500(client):
     admin = await register_tenant(client)
-    response = await client.get(f"/tenants/{admin.tenant_id}/members", headers=admin.headers,
-                                params={"cursor": "garbage!!"})
+    response = await client.get(
+        f"/tenants/{admin.tenant_id}/members", headers=admin.headers, params={"cursor": "garbage!!"}
+    )
     assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
 
@@ -115,11 +135,17 @@ async def test_bad_cursor_is_400_not_500(client):
 async def test_role_change_is_audited(client):
     admin = await register_tenant(client)
     athlete = await add_member(client, admin, "ATHLETE")
-    response = await client.patch(f"/tenants/{admin.tenant_id}/members/{athlete.user_id}",
-                                  headers=admin.headers, json={"role": "COACH"})
+    response = await client.patch(
+        f"/tenants/{admin.tenant_id}/members/{athlete.user_id}",
+        headers=admin.headers,
+        json={"role": "COACH"},
+    )
     assert response.status_code == 200 and response.json()["role"] == "COACH"
-    audit = (await client.get("/admin/audit", headers=admin.headers,
-                              params={"action": "member.role_changed"})).json()["items"]
+    audit = (
+        await client.get(
+            "/admin/audit", headers=admin.headers, params={"action": "member.role_changed"}
+        )
+    ).json()["items"]
     assert audit[0]["details"] == {"from": "ATHLETE", "to": "COACH"}
     assert audit[0]["actor_user_id"] == str(admin.user_id)
 
@@ -127,24 +153,31 @@ async def test_role_change_is_audited(client):
 async def test_invites_are_audited(client):
     admin = await register_tenant(client)
     invitation = await invite(client, admin, "ATHLETE")
-    audit = (await client.get("/admin/audit", headers=admin.headers,
-                              params={"action": "member.invited"})).json()["items"]
+    audit = (
+        await client.get("/admin/audit", headers=admin.headers, params={"action": "member.invited"})
+    ).json()["items"]
     assert [a["target_id"] for a in audit] == [invitation["id"]]
     assert invitation["token"] not in str(audit)
 
 
 async def test_the_last_admin_cannot_be_demoted(client):
     admin = await register_tenant(client)
-    response = await client.patch(f"/tenants/{admin.tenant_id}/members/{admin.user_id}",
-                                  headers=admin.headers, json={"role": "COACH"})
+    response = await client.patch(
+        f"/tenants/{admin.tenant_id}/members/{admin.user_id}",
+        headers=admin.headers,
+        json={"role": "COACH"},
+    )
     assert response.status_code == 409
 
 
 async def test_non_admin_cannot_change_roles(client):
     admin = await register_tenant(client)
     coach = await add_member(client, admin, "COACH")
-    response = await client.patch(f"/tenants/{admin.tenant_id}/members/{coach.user_id}",
-                                  headers=coach.headers, json={"role": "ADMIN"})
+    response = await client.patch(
+        f"/tenants/{admin.tenant_id}/members/{coach.user_id}",
+        headers=coach.headers,
+        json={"role": "ADMIN"},
+    )
     assert response.status_code == 403
 
 
@@ -172,8 +205,11 @@ class TestAnotherTenantsIdsAreNotFound:
 
     async def test_invite(self, client, a_and_b):
         a, b, _ = a_and_b
-        response = await client.post(f"/tenants/{b.tenant_id}/invite", headers=a.headers,
-                                     json={"email": unique_email(), "role": "ADMIN"})
+        response = await client.post(
+            f"/tenants/{b.tenant_id}/invite",
+            headers=a.headers,
+            json={"email": unique_email(), "role": "ADMIN"},
+        )
         assert response.status_code == 404
 
     async def test_members(self, client, a_and_b):
@@ -183,17 +219,23 @@ class TestAnotherTenantsIdsAreNotFound:
 
     async def test_change_role_of_another_tenants_user(self, client, a_and_b):
         a, b, b_member = a_and_b
-        via_b = await client.patch(f"/tenants/{b.tenant_id}/members/{b_member.user_id}",
-                                   headers=a.headers, json={"role": "ADMIN"})
-        via_a = await client.patch(f"/tenants/{a.tenant_id}/members/{b_member.user_id}",
-                                   headers=a.headers, json={"role": "ADMIN"})
+        via_b = await client.patch(
+            f"/tenants/{b.tenant_id}/members/{b_member.user_id}",
+            headers=a.headers,
+            json={"role": "ADMIN"},
+        )
+        via_a = await client.patch(
+            f"/tenants/{a.tenant_id}/members/{b_member.user_id}",
+            headers=a.headers,
+            json={"role": "ADMIN"},
+        )
         assert via_b.status_code == via_a.status_code == 404
 
-    async def test_invitation_token_cannot_be_replayed_into_another_tenant(self, client,
-                                                                          a_and_b):
+    async def test_invitation_token_cannot_be_replayed_into_another_tenant(self, client, a_and_b):
         a, b, _ = a_and_b
         invitation = await invite(client, a, "ADMIN")
         forged = b.tenant_id.hex + "." + invitation["token"].split(".", 1)[1]
-        response = await client.post("/auth/invitations/accept", json={
-            "token": forged, "password": "a fine password"})
+        response = await client.post(
+            "/auth/invitations/accept", json={"token": forged, "password": "a fine password"}
+        )
         assert response.status_code == 404

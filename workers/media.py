@@ -26,8 +26,9 @@ CONSUMER = "media"
 
 async def process_asset(session: AsyncSession, s3: Any, bucket: str, media_id: uuid.UUID) -> str:
     """Inspect the asset's object; returns the status recorded."""
-    asset = await session.scalar(select(MediaAsset).where(MediaAsset.id == media_id)
-                                 .with_for_update())
+    asset = await session.scalar(
+        select(MediaAsset).where(MediaAsset.id == media_id).with_for_update()
+    )
     if asset is None:
         raise LookupError(f"media asset {media_id} not found in its tenant")
     try:
@@ -54,8 +55,9 @@ class MediaHandler:
             raise ValueError(f"media worker got {event.type!r}")
 
         async def effect(session: AsyncSession, event: Event) -> None:
-            status = await process_asset(session, self.s3, self.settings.s3_bucket,
-                                         uuid.UUID(event.payload["media_id"]))
+            status = await process_asset(
+                session, self.s3, self.settings.s3_bucket, uuid.UUID(event.payload["media_id"])
+            )
             log.info("media_processed", media_id=event.payload["media_id"], status=status)
 
         await apply_once(self.db, CONSUMER, event, effect)
@@ -67,9 +69,14 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     shutdown.install()
     db = Database.from_settings(settings, application_name="courtside-media")
     async with aws.session().client("s3", **aws.client_kwargs(settings)) as s3:
-        consumer = SqsConsumer(settings, name=CONSUMER, queue_url=settings.sqs_media_queue_url,
-                               handle=MediaHandler(settings, db, s3), shutdown=shutdown,
-                               stop_when_idle=once)
+        consumer = SqsConsumer(
+            settings,
+            name=CONSUMER,
+            queue_url=settings.sqs_media_queue_url,
+            handle=MediaHandler(settings, db, s3),
+            shutdown=shutdown,
+            stop_when_idle=once,
+        )
 
         async def healthy() -> bool:
             return True

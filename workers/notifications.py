@@ -21,8 +21,13 @@ class NotificationsHandler:
 
     async def __call__(self, event: Event) -> None:
         async def effect(session, event: Event) -> None:  # noqa: ANN001
-            await service.notify(session, tenant_id=event.tenant_id, event_id=event.id,
-                                 event_type=event.type, payload=event.payload)
+            await service.notify(
+                session,
+                tenant_id=event.tenant_id,
+                event_id=event.id,
+                event_type=event.type,
+                payload=event.payload,
+            )
 
         applied = await apply_once(self.db, CONSUMER, event, effect)
         if not applied:
@@ -37,9 +42,13 @@ async def run(settings: Settings) -> None:
     shutdown = Shutdown()
     shutdown.install()
     db = Database.from_settings(settings, application_name="courtside-notifications")
-    consumer = SqsConsumer(settings, name=CONSUMER,
-                           queue_url=settings.sqs_notifications_queue_url,
-                           handle=NotificationsHandler(settings, db), shutdown=shutdown)
+    consumer = SqsConsumer(
+        settings,
+        name=CONSUMER,
+        queue_url=settings.sqs_notifications_queue_url,
+        handle=NotificationsHandler(settings, db),
+        shutdown=shutdown,
+    )
 
     async def healthy() -> bool:
         return time.monotonic() - consumer.last_poll < settings.sqs_wait_seconds * 3 + 30

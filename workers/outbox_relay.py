@@ -45,8 +45,10 @@ ORDER BY created_at
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-_MARK_SENT = "UPDATE outbox_events SET status = 'sent', sent_at = now(), " \
-             "attempts = attempts + 1 WHERE id = ANY($1::uuid[])"
+_MARK_SENT = (
+    "UPDATE outbox_events SET status = 'sent', sent_at = now(), "
+    "attempts = attempts + 1 WHERE id = ANY($1::uuid[])"
+)
 # Exponential backoff, capped at 10 minutes; dead after max attempts.
 _MARK_FAILED = """
 UPDATE outbox_events SET attempts = attempts + 1, last_error = $2,
@@ -55,13 +57,18 @@ UPDATE outbox_events SET attempts = attempts + 1, last_error = $2,
 WHERE id = ANY($1::uuid[])
 RETURNING status
 """
-_BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_events " \
-           "WHERE status = 'pending'"
+_BACKLOG = (
+    "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_events "
+    "WHERE status = 'pending'"
+)
 
 
 def relay_dsn(settings: Settings) -> str:
-    return make_url(settings.relay_database_url).set(drivername="postgresql").render_as_string(
-        hide_password=False)
+    return (
+        make_url(settings.relay_database_url)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 class Publisher:
@@ -75,10 +82,14 @@ class Publisher:
         failed: set[str] = set()
         url = self.queue_urls[queue]
         for start in range(0, len(events), 10):
-            chunk = events[start:start + 10]
+            chunk = events[start : start + 10]
             try:
-                result = await self.sqs.send_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(chunk)])
+                result = await self.sqs.send_message_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "MessageBody": body} for i, (_, body) in enumerate(chunk)
+                    ],
+                )
             except Exception as exc:  # noqa: BLE001 - any transport error fails the chunk
                 log.warning("publish_failed", queue=queue, error=str(exc))
                 failed |= {event_id for event_id, _ in chunk}
@@ -132,8 +143,9 @@ class OutboxRelay:
                 await conn.execute(_MARK_SENT, sent)
             if failed:
                 PUBLISH_FAILURES.inc(len(failed))
-                statuses = await conn.fetch(_MARK_FAILED, list(failed), "publish failed",
-                                            self.settings.outbox_max_attempts)
+                statuses = await conn.fetch(
+                    _MARK_FAILED, list(failed), "publish failed", self.settings.outbox_max_attempts
+                )
                 DEAD.inc(sum(1 for s in statuses if s["status"] == "dead"))
             stats.sent, stats.failed = len(sent), len(failed)
         return stats
@@ -153,7 +165,6 @@ class OutboxRelay:
         BACKLOG.set(count)
         OLDEST_AGE.set(float(age or 0))
 
-
     async def run_forever(self, shutdown: Shutdown) -> None:
         """Relay whenever events commit (LISTEN) or every poll interval, until shutdown."""
         listener = await asyncpg.connect(relay_dsn(self.settings))
@@ -170,8 +181,11 @@ class OutboxRelay:
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("relay_error", error=str(exc))
                 woken = asyncio.ensure_future(wake.wait())
-                await asyncio.wait({woken, stopping}, timeout=self.settings.outbox_poll_seconds,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {woken, stopping},
+                    timeout=self.settings.outbox_poll_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 woken.cancel()
         finally:
             stopping.cancel()
@@ -183,8 +197,10 @@ async def run(settings: Settings) -> None:
     shutdown = Shutdown()
     shutdown.install()
     pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
-    queue_urls = {"notifications": settings.sqs_notifications_queue_url,
-                  "media": settings.sqs_media_queue_url}
+    queue_urls = {
+        "notifications": settings.sqs_notifications_queue_url,
+        "media": settings.sqs_media_queue_url,
+    }
     session = aws.session()
     try:
         async with session.client("sqs", **aws.client_kwargs(settings)) as sqs:
@@ -192,7 +208,8 @@ async def run(settings: Settings) -> None:
 
             async def healthy() -> bool:
                 return time.monotonic() - relay.last_loop < max(
-                    60.0, settings.outbox_poll_seconds * 10)
+                    60.0, settings.outbox_poll_seconds * 10
+                )
 
             runner = await serve_health(settings.metrics_port, healthy)
             log.info("outbox_relay_started")

@@ -27,10 +27,8 @@ from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-MESSAGES = Counter("courtside_worker_messages_total", "Messages handled",
-                   ["consumer", "outcome"])
-HANDLER_SECONDS = Histogram("courtside_worker_handler_seconds", "Handler latency",
-                            ["consumer"])
+MESSAGES = Counter("courtside_worker_messages_total", "Messages handled", ["consumer", "outcome"])
+HANDLER_SECONDS = Histogram("courtside_worker_handler_seconds", "Handler latency", ["consumer"])
 
 
 class Shutdown:
@@ -61,12 +59,10 @@ async def serve_health(port: int, ready: Callable[[], Awaitable[bool]]) -> web.A
 
     async def healthz(_: web.Request) -> web.Response:
         ok = await ready()
-        return web.json_response({"status": "ok" if ok else "unhealthy"},
-                                 status=200 if ok else 503)
+        return web.json_response({"status": "ok" if ok else "unhealthy"}, status=200 if ok else 503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -92,17 +88,20 @@ class Event:
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 
-_CLAIM = text("INSERT INTO processed_events (tenant_id, consumer, event_id) "
-              "VALUES (:tenant_id, :consumer, :event_id) ON CONFLICT DO NOTHING "
-              "RETURNING event_id")
+_CLAIM = text(
+    "INSERT INTO processed_events (tenant_id, consumer, event_id) "
+    "VALUES (:tenant_id, :consumer, :event_id) ON CONFLICT DO NOTHING "
+    "RETURNING event_id"
+)
 
 
 async def apply_once(db: Database, consumer: str, event: Event, handler: Handler) -> bool:
     """Run `handler` in the event's tenant, in one transaction with the processed_events
     marker. Returns False (and does nothing) if this consumer already applied the event."""
     async with db.transaction(event.tenant_id) as session:
-        claimed = await session.scalar(_CLAIM, {"tenant_id": event.tenant_id,
-                                                "consumer": consumer, "event_id": event.id})
+        claimed = await session.scalar(
+            _CLAIM, {"tenant_id": event.tenant_id, "consumer": consumer, "event_id": event.id}
+        )
         if claimed is None:
             return False
         await handler(session, event)
@@ -119,9 +118,16 @@ class SqsConsumer:
       and makes the rest visible again at once so another replica takes them.
     """
 
-    def __init__(self, settings: Settings, *, name: str, queue_url: str,
-                 handle: Callable[[Event], Awaitable[None]], shutdown: Shutdown,
-                 stop_when_idle: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        name: str,
+        queue_url: str,
+        handle: Callable[[Event], Awaitable[None]],
+        shutdown: Shutdown,
+        stop_when_idle: bool = False,
+    ) -> None:
         self.settings = settings
         self.name = name
         self.queue_url = queue_url
@@ -139,16 +145,20 @@ class SqsConsumer:
             while not self.shutdown.requested:
                 free = self.settings.worker_concurrency - len(self.in_flight)
                 if free <= 0:
-                    await asyncio.wait(list(self.in_flight.values()),
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        list(self.in_flight.values()), return_when=asyncio.FIRST_COMPLETED
+                    )
                     continue
-                receive = asyncio.ensure_future(sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free),
-                    WaitTimeSeconds=self.settings.sqs_wait_seconds,
-                    VisibilityTimeout=self.settings.sqs_visibility_timeout))
+                receive = asyncio.ensure_future(
+                    sqs.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=min(10, free),
+                        WaitTimeSeconds=self.settings.sqs_wait_seconds,
+                        VisibilityTimeout=self.settings.sqs_visibility_timeout,
+                    )
+                )
                 stop = asyncio.ensure_future(self.shutdown.event.wait())
-                done, _ = await asyncio.wait({receive, stop},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
                 if receive not in done:
                     receive.cancel()
@@ -176,13 +186,15 @@ class SqsConsumer:
             return
         pending = dict(self.in_flight)
         _, still_running = await asyncio.wait(
-            list(pending.values()), timeout=self.settings.worker_shutdown_grace_seconds)
+            list(pending.values()), timeout=self.settings.worker_shutdown_grace_seconds
+        )
         for handle, task in pending.items():
             if task in still_running:
                 task.cancel()
                 # Release it now instead of after the visibility timeout.
                 await self._sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=0)
+                    QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+                )
                 MESSAGES.labels(self.name, "released").inc()
                 log.warning("message_released_on_shutdown", consumer=self.name)
 
@@ -197,9 +209,11 @@ class SqsConsumer:
             raise
         except Exception:
             MESSAGES.labels(self.name, "failed").inc()
-            log.exception("message_failed", consumer=self.name,
-                          receive_count=message.get("Attributes", {}).get(
-                              "ApproximateReceiveCount"))
+            log.exception(
+                "message_failed",
+                consumer=self.name,
+                receive_count=message.get("Attributes", {}).get("ApproximateReceiveCount"),
+            )
             return
         finally:
             heartbeat.cancel()
@@ -212,4 +226,5 @@ class SqsConsumer:
         while True:
             await asyncio.sleep(max(1.0, timeout / 2))
             await self._sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=timeout)
+                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=timeout
+            )

@@ -38,7 +38,9 @@ async def cleanup_outbox(conn: asyncpg.Connection, settings: Settings) -> int:
     """Delete events sent longer ago than the retention period (dead ones stay for admins)."""
     result = await conn.execute(
         "DELETE FROM outbox_events WHERE status = 'sent' "
-        "AND sent_at < now() - make_interval(hours => $1)", settings.outbox_retention_hours)
+        "AND sent_at < now() - make_interval(hours => $1)",
+        settings.outbox_retention_hours,
+    )
     return int(result.split()[-1])
 
 

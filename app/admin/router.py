@@ -8,8 +8,9 @@ from app.deps import TenantSessionDep, require_roles
 from app.schemas_common import PageOut
 from app.tenants.models import Role
 
-router = APIRouter(prefix="/admin", tags=["admin"],
-                   dependencies=[Depends(require_roles(Role.ADMIN))])
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[Depends(require_roles(Role.ADMIN))]
+)
 
 
 @router.get("/audit", response_model=PageOut[AuditLogOut])
@@ -21,5 +22,6 @@ async def audit_logs(
 ) -> PageOut[AuditLogOut]:
     """The organisation's audit trail, newest first (ADMIN only)."""
     page = await service.list_audit_logs(session, limit=limit, cursor=cursor, action=action)
-    return PageOut[AuditLogOut](items=[AuditLogOut.model_validate(r) for r in page.items],
-                                next_cursor=page.next_cursor)
+    return PageOut[AuditLogOut](
+        items=[AuditLogOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
+    )

@@ -16,8 +16,9 @@ async def register(body: RegisterIn, resources: ResourcesDep, meta: MetaDep) -> 
 
 @router.post("/login", response_model=TokenPairOut)
 async def login(body: LoginIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
-    pair = await service.login(resources.db, resources.settings, resources.login_throttle,
-                               body, meta)
+    pair = await service.login(
+        resources.db, resources.settings, resources.login_throttle, body, meta
+    )
     return TokenPairOut.model_validate(pair)
 
 
@@ -34,9 +35,11 @@ async def logout(body: RefreshIn, resources: ResourcesDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/invitations/accept", status_code=status.HTTP_201_CREATED,
-             response_model=TokenPairOut)
-async def accept_invitation(body: AcceptInvitationIn, resources: ResourcesDep,
-                            meta: MetaDep) -> TokenPairOut:
+@router.post(
+    "/invitations/accept", status_code=status.HTTP_201_CREATED, response_model=TokenPairOut
+)
+async def accept_invitation(
+    body: AcceptInvitationIn, resources: ResourcesDep, meta: MetaDep
+) -> TokenPairOut:
     pair = await service.accept_invitation(resources.db, resources.settings, body, meta)
     return TokenPairOut.model_validate(pair)

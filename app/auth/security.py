@@ -18,8 +18,11 @@ from app.settings import Settings
 
 # OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1 (the minimum it lists).
 PASSWORD_HASHER = PasswordHasher(
-    time_cost=2, memory_cost=19 * 1024, parallelism=1,
-    hash_len=RFC_9106_LOW_MEMORY.hash_len, salt_len=RFC_9106_LOW_MEMORY.salt_len,
+    time_cost=2,
+    memory_cost=19 * 1024,
+    parallelism=1,
+    hash_len=RFC_9106_LOW_MEMORY.hash_len,
+    salt_len=RFC_9106_LOW_MEMORY.salt_len,
 )
 JWT_ALGORITHM = "HS256"
 # Verifying against this keeps an unknown email as slow as a wrong password.
@@ -101,8 +104,9 @@ def _decode(settings: Settings, token: str) -> tuple[AccessClaims, float]:
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "role"]},
         )
-        claims = AccessClaims(uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]),
-                              str(payload["role"]))
+        claims = AccessClaims(
+            uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]), str(payload["role"])
+        )
         return claims, float(payload["exp"])
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise Unauthorized("The access token is invalid or expired.") from exc

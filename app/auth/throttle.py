@@ -30,8 +30,11 @@ class LoginThrottle:
         s = self.settings
         account = _account_key(email)
         return [
-            (f"lf:acct-ip:{account}:{ip}", s.login_max_failures_per_account_ip,
-             s.login_failure_window_seconds),
+            (
+                f"lf:acct-ip:{account}:{ip}",
+                s.login_max_failures_per_account_ip,
+                s.login_failure_window_seconds,
+            ),
             (f"lf:ip:{ip}", s.login_max_failures_per_ip, s.login_failure_window_seconds),
             (f"lf:acct:{account}", s.login_max_failures_per_account, s.login_account_lock_seconds),
         ]

@@ -18,7 +18,9 @@ class OutboxEvent(Base):
         Index("ix_outbox_events_tenant_id_created_at", "tenant_id", "created_at"),
         # The relay's claim query scans pending events across tenants, oldest first.
         Index(
-            "ix_outbox_events_pending", "available_at", "created_at",
+            "ix_outbox_events_pending",
+            "available_at",
+            "created_at",
             postgresql_where=text("status = 'pending'"),
         ),
     )

@@ -29,8 +29,12 @@ def add_event(
         event_type=event_type,
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),
-        payload={"event_id": str(event_id), "type": event_type, "tenant_id": str(tenant_id),
-                 **payload},
+        payload={
+            "event_id": str(event_id),
+            "type": event_type,
+            "tenant_id": str(tenant_id),
+            **payload,
+        },
     )
     session.add(event)
     return event

@@ -20,7 +20,8 @@ async def readyz(resources: ResourcesDep) -> dict[str, str]:
     """Readiness: PostgreSQL and Redis answer."""
     checks = {"database": resources.db.ping(), "redis": resources.redis.ping()}
     results = await asyncio.gather(
-        *(asyncio.wait_for(c, timeout=2) for c in checks.values()), return_exceptions=True)
+        *(asyncio.wait_for(c, timeout=2) for c in checks.values()), return_exceptions=True
+    )
     failed = [name for name, r in zip(checks, results, strict=True) if isinstance(r, BaseException)]
     if failed:
         raise ServiceUnavailable(f"Not ready: {', '.join(failed)} unreachable.")

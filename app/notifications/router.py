@@ -13,19 +13,23 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 @router.get("", response_model=PageOut[NotificationOut])
 async def list_notifications(
-    caller: CallerDep, session: TenantSessionDep, unread: bool = False,
+    caller: CallerDep,
+    session: TenantSessionDep,
+    unread: bool = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageOut[NotificationOut]:
     """The caller's notifications, newest first (`unread=true` for unread only)."""
-    page = await service.list_notifications(session, caller, unread_only=unread, limit=limit,
-                                            cursor=cursor)
-    return PageOut[NotificationOut](items=[NotificationOut.model_validate(n) for n in page.items],
-                                    next_cursor=page.next_cursor)
+    page = await service.list_notifications(
+        session, caller, unread_only=unread, limit=limit, cursor=cursor
+    )
+    return PageOut[NotificationOut](
+        items=[NotificationOut.model_validate(n) for n in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.post("/{notification_id}/read", response_model=NotificationOut)
-async def mark_read(notification_id: uuid.UUID, caller: CallerDep,
-                    session: TenantSessionDep) -> NotificationOut:
-    return NotificationOut.model_validate(
-        await service.mark_read(session, caller, notification_id))
+async def mark_read(
+    notification_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep
+) -> NotificationOut:
+    return NotificationOut.model_validate(await service.mark_read(session, caller, notification_id))

@@ -25,25 +25,38 @@ MESSAGES = {
 }
 
 
-async def recipients_for(session: AsyncSession, event_type: str,
-                         payload: dict[str, Any]) -> list[uuid.UUID]:
+async def recipients_for(
+    session: AsyncSession, event_type: str, payload: dict[str, Any]
+) -> list[uuid.UUID]:
     """The users an event concerns (never the person who caused it)."""
     actor = payload.get("author_id")
     if event_type == "post.created":
-        rows = await session.scalars(select(SpaceMember.user_id).where(
-            SpaceMember.space_id == uuid.UUID(payload["space_id"])))
+        rows = await session.scalars(
+            select(SpaceMember.user_id).where(
+                SpaceMember.space_id == uuid.UUID(payload["space_id"])
+            )
+        )
         return [u for u in rows if str(u) != actor]
     if event_type == "comment.created":
         author = payload["post_author_id"]
         return [] if author == actor else [uuid.UUID(author)]
     if event_type in ("session.scheduled", "session.cancelled"):
-        return list(dict.fromkeys(uuid.UUID(payload[k]) for k in ("coach_id", "athlete_id")
-                                  if payload.get(k)))
+        return list(
+            dict.fromkeys(
+                uuid.UUID(payload[k]) for k in ("coach_id", "athlete_id") if payload.get(k)
+            )
+        )
     return []
 
 
-async def notify(session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID,
-                 event_type: str, payload: dict[str, Any]) -> int:
+async def notify(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    event_id: uuid.UUID,
+    event_type: str,
+    payload: dict[str, Any],
+) -> int:
     """Write the event's notifications in the caller's transaction; returns how many."""
     if event_type not in MESSAGES:
         raise ValueError(f"no notification for event type {event_type!r}")
@@ -51,44 +64,62 @@ async def notify(session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.
     if not recipients:
         return 0
     rows = await session.execute(
-        select(User.id, User.email_notifications).where(User.id.in_(recipients)))
+        select(User.id, User.email_notifications).where(User.id.in_(recipients))
+    )
     wants_email = {user_id: wants for user_id, wants in rows.all()}
     title, body = MESSAGES[event_type]
     for user_id in recipients:
         if user_id not in wants_email:  # not (or no longer) a member of this tenant
             continue
-        session.add(Notification(
-            tenant_id=tenant_id, user_id=user_id, event_id=event_id, kind=event_type,
-            title=title, body=body.format(actor="A member"),
-            data={k: v for k, v in payload.items() if k.endswith("_id")},
-            email_pending=wants_email[user_id]))
+        session.add(
+            Notification(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                event_id=event_id,
+                kind=event_type,
+                title=title,
+                body=body.format(actor="A member"),
+                data={k: v for k, v in payload.items() if k.endswith("_id")},
+                email_pending=wants_email[user_id],
+            )
+        )
     return len(recipients)
 
 
-async def send_pending_emails(session: AsyncSession, settings: Settings,
-                              event_id: uuid.UUID) -> int:
+async def send_pending_emails(
+    session: AsyncSession, settings: Settings, event_id: uuid.UUID
+) -> int:
     """Email the event's notifications not yet emailed (at least once: a crash between
     sending and marking may send one twice, never zero times)."""
     async with session.begin():
-        rows = (await session.execute(
-            select(Notification, User.email).join(User, User.id == Notification.user_id)
-            .where(Notification.event_id == event_id, Notification.email_pending))).all()
+        rows = (
+            await session.execute(
+                select(Notification, User.email)
+                .join(User, User.id == Notification.user_id)
+                .where(Notification.event_id == event_id, Notification.email_pending)
+            )
+        ).all()
     for notification, email in rows:
         message = EmailMessage()
         message["From"] = settings.smtp_from
         message["To"] = email
         message["Subject"] = notification.title
         message.set_content(notification.body)
-        await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
-                              timeout=10)
+        await aiosmtplib.send(
+            message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10
+        )
         async with session.begin():
-            await session.execute(update(Notification).where(
-                Notification.id == notification.id).values(email_pending=False))
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == notification.id)
+                .values(email_pending=False)
+            )
     return len(rows)
 
 
-async def list_notifications(session: AsyncSession, caller: Caller, *, unread_only: bool,
-                             limit: int, cursor: str | None) -> Page[Notification]:
+async def list_notifications(
+    session: AsyncSession, caller: Caller, *, unread_only: bool, limit: int, cursor: str | None
+) -> Page[Notification]:
     query = select(Notification).where(Notification.user_id == caller.user_id)
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
@@ -98,11 +129,15 @@ async def list_notifications(session: AsyncSession, caller: Caller, *, unread_on
     return page_of(rows, limit, lambda n: (n.created_at, n.id))
 
 
-async def mark_read(session: AsyncSession, caller: Caller,
-                    notification_id: uuid.UUID) -> Notification:
+async def mark_read(
+    session: AsyncSession, caller: Caller, notification_id: uuid.UUID
+) -> Notification:
     async with session.begin():
-        notification = await session.scalar(select(Notification).where(
-            Notification.id == notification_id, Notification.user_id == caller.user_id))
+        notification = await session.scalar(
+            select(Notification).where(
+                Notification.id == notification_id, Notification.user_id == caller.user_id
+            )
+        )
         if notification is None:
             raise NotFound("Notification not found.")
         if notification.read_at is None:

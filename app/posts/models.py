@@ -13,19 +13,26 @@ class Post(Base):
     __tablename__ = "posts"
     __table_args__ = (
         # The feed: one space, newest first, keyset by (created_at, id); live posts only.
-        Index("ix_posts_tenant_id_space_id_created_at", "tenant_id", "space_id",
-              text("created_at DESC"), text("id DESC"),
-              postgresql_where=text("deleted_at IS NULL")),
+        Index(
+            "ix_posts_tenant_id_space_id_created_at",
+            "tenant_id",
+            "space_id",
+            text("created_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
     space_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("spaces.id", ondelete="CASCADE"))
+        UUID(as_uuid=True), ForeignKey("spaces.id", ondelete="CASCADE")
+    )
     author_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     media_ids: Mapped[list[uuid.UUID]] = mapped_column(
-        ARRAY(UUID(as_uuid=True)), default=list, server_default="{}")
+        ARRAY(UUID(as_uuid=True)), default=list, server_default="{}"
+    )
     created_at: Mapped[datetime] = created_at()
     deleted_at: Mapped[datetime | None]
     deleted_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
@@ -34,14 +41,16 @@ class Post(Base):
 class Comment(Base):
     __tablename__ = "comments"
     __table_args__ = (
-        Index("ix_comments_tenant_id_post_id_created_at", "tenant_id", "post_id", "created_at",
-              "id"),
+        Index(
+            "ix_comments_tenant_id_post_id_created_at", "tenant_id", "post_id", "created_at", "id"
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
     post_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("posts.id", ondelete="CASCADE"))
+        UUID(as_uuid=True), ForeignKey("posts.id", ondelete="CASCADE")
+    )
     author_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at()

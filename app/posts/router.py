@@ -22,49 +22,62 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("", response_model=PageOut[PostOut])
-async def feed(caller: CallerDep, resources: ResourcesDep,
-               space_id: uuid.UUID | None = None, limit: Limit = 20,
-               cursor: Cursor = None) -> Response:
+async def feed(
+    caller: CallerDep,
+    resources: ResourcesDep,
+    space_id: uuid.UUID | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Response:
     """The caller's feed, newest first: one space (`space_id`) or all spaces they are in."""
     assert resources.read_pool is not None
     async with tenant_connection(resources.read_pool, caller.tenant_id, caller.user_id) as conn:
-        page = await service.read_feed(conn, caller, space_id=space_id, limit=limit,
-                                       cursor=cursor)
+        page = await service.read_feed(conn, caller, space_id=space_id, limit=limit, cursor=cursor)
     # The hot path: rows are already JSON-ready, so skip a second validation pass.
-    return Response(orjson.dumps({"items": page.items, "next_cursor": page.next_cursor}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"items": page.items, "next_cursor": page.next_cursor}),
+        media_type="application/json",
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PostOut)
-async def create_post(body: PostCreateIn, caller: CallerDep,
-                      session: TenantSessionDep) -> PostOut:
-    post = await service.create_post(session, caller, space_id=body.space_id, body=body.body,
-                                     media_ids=body.media_ids)
+async def create_post(body: PostCreateIn, caller: CallerDep, session: TenantSessionDep) -> PostOut:
+    post = await service.create_post(
+        session, caller, space_id=body.space_id, body=body.body, media_ids=body.media_ids
+    )
     return PostOut.model_validate(post)
 
 
 @router.get("/{post_id}", response_model=PostDetailOut)
-async def get_post(post_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep,
-                   comments_limit: Limit = 50, comments_cursor: Cursor = None) -> PostDetailOut:
-    post, comments = await service.get_post(session, caller, post_id,
-                                            comments_limit=comments_limit,
-                                            comments_cursor=comments_cursor)
+async def get_post(
+    post_id: uuid.UUID,
+    caller: CallerDep,
+    session: TenantSessionDep,
+    comments_limit: Limit = 50,
+    comments_cursor: Cursor = None,
+) -> PostDetailOut:
+    post, comments = await service.get_post(
+        session, caller, post_id, comments_limit=comments_limit, comments_cursor=comments_cursor
+    )
     return PostDetailOut(
         **PostOut.model_validate(post).model_dump(),
-        comments=PageOut[CommentOut](items=[CommentOut.model_validate(c) for c in comments.items],
-                                     next_cursor=comments.next_cursor))
+        comments=PageOut[CommentOut](
+            items=[CommentOut.model_validate(c) for c in comments.items],
+            next_cursor=comments.next_cursor,
+        ),
+    )
 
 
-@router.post("/{post_id}/comments", status_code=status.HTTP_201_CREATED,
-             response_model=CommentOut)
-async def add_comment(post_id: uuid.UUID, body: CommentCreateIn, caller: CallerDep,
-                      session: TenantSessionDep) -> CommentOut:
-    return CommentOut.model_validate(await service.add_comment(session, caller, post_id,
-                                                                body.body))
+@router.post("/{post_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
+async def add_comment(
+    post_id: uuid.UUID, body: CommentCreateIn, caller: CallerDep, session: TenantSessionDep
+) -> CommentOut:
+    return CommentOut.model_validate(await service.add_comment(session, caller, post_id, body.body))
 
 
 @router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_post(post_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep,
-                      meta: MetaDep) -> Response:
+async def delete_post(
+    post_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep, meta: MetaDep
+) -> Response:
     await service.delete_post(session, caller, post_id, meta)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -56,40 +56,66 @@ class FeedPage:
     next_cursor: str | None
 
 
-async def read_feed(conn: asyncpg.Connection, caller: Caller, *, space_id: uuid.UUID | None,
-                    limit: int, cursor: str | None) -> FeedPage:
+async def read_feed(
+    conn: asyncpg.Connection,
+    caller: Caller,
+    *,
+    space_id: uuid.UUID | None,
+    limit: int,
+    cursor: str | None,
+) -> FeedPage:
     """Newest posts first, keyset-paginated; `conn` is already in the caller's tenant."""
     after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
     if space_id is not None:
         is_admin = caller.role == Role.ADMIN
-        rows = await conn.fetch(_SPACE_FEED, space_id, is_admin, caller.user_id, limit + 1,
-                                after_at, after_id)
-        if not rows and not await conn.fetchval(_SPACE_VISIBLE, space_id, is_admin,
-                                                caller.user_id):
+        rows = await conn.fetch(
+            _SPACE_FEED, space_id, is_admin, caller.user_id, limit + 1, after_at, after_id
+        )
+        if not rows and not await conn.fetchval(_SPACE_VISIBLE, space_id, is_admin, caller.user_id):
             raise NotFound("Space not found.")
     else:
         rows = await conn.fetch(_MEMBER_FEED, caller.user_id, limit + 1, after_at, after_id)
     items = [dict(r) for r in rows[:limit]]
-    next_cursor = (encode_cursor(items[-1]["created_at"], items[-1]["id"])
-                   if len(rows) > limit else None)
+    next_cursor = (
+        encode_cursor(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
+    )
     return FeedPage(items, next_cursor)
 
 
-async def create_post(session: AsyncSession, caller: Caller, *, space_id: uuid.UUID, body: str,
-                      media_ids: list[uuid.UUID]) -> Post:
+async def create_post(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    space_id: uuid.UUID,
+    body: str,
+    media_ids: list[uuid.UUID],
+) -> Post:
     """Create a post and its `post.created` event in one transaction."""
     async with session.begin():
         await visible_space(session, caller, space_id)
         await _check_media(session, media_ids)
-        post = Post(tenant_id=caller.tenant_id, space_id=space_id, author_id=caller.user_id,
-                    body=body, media_ids=list(dict.fromkeys(media_ids)))
+        post = Post(
+            tenant_id=caller.tenant_id,
+            space_id=space_id,
+            author_id=caller.user_id,
+            body=body,
+            media_ids=list(dict.fromkeys(media_ids)),
+        )
         session.add(post)
         await session.flush()
-        add_event(session, tenant_id=caller.tenant_id, event_type="post.created",
-                  aggregate_type="post", aggregate_id=post.id,
-                  payload={"post_id": str(post.id), "space_id": str(space_id),
-                           "author_id": str(caller.user_id),
-                           "created_at": post.created_at.isoformat()})
+        add_event(
+            session,
+            tenant_id=caller.tenant_id,
+            event_type="post.created",
+            aggregate_type="post",
+            aggregate_id=post.id,
+            payload={
+                "post_id": str(post.id),
+                "space_id": str(space_id),
+                "author_id": str(caller.user_id),
+                "created_at": post.created_at.isoformat(),
+            },
+        )
     return post
 
 
@@ -97,15 +123,17 @@ async def _check_media(session: AsyncSession, media_ids: list[uuid.UUID]) -> Non
     if not media_ids:
         return
     # RLS shows only this tenant's assets: another tenant's id is simply not found.
-    found = set((await session.scalars(
-        select(MediaAsset.id).where(MediaAsset.id.in_(media_ids)))).all())
+    found = set(
+        (await session.scalars(select(MediaAsset.id).where(MediaAsset.id.in_(media_ids)))).all()
+    )
     missing = [str(m) for m in media_ids if m not in found]
     if missing:
         raise ValidationFailed("Unknown media asset ids.", missing_media_ids=missing)
 
 
-async def _visible_post(session: AsyncSession, caller: Caller, post_id: uuid.UUID,
-                        *, for_update: bool = False) -> tuple[Post, Space]:
+async def _visible_post(
+    session: AsyncSession, caller: Caller, post_id: uuid.UUID, *, for_update: bool = False
+) -> tuple[Post, Space]:
     query = select(Post).where(Post.id == post_id, Post.deleted_at.is_(None))
     if for_update:
         query = query.with_for_update()
@@ -119,37 +147,59 @@ async def _visible_post(session: AsyncSession, caller: Caller, post_id: uuid.UUI
     return post, space
 
 
-async def get_post(session: AsyncSession, caller: Caller, post_id: uuid.UUID, *,
-                   comments_limit: int, comments_cursor: str | None) -> tuple[Post,
-                                                                             Page[Comment]]:
+async def get_post(
+    session: AsyncSession,
+    caller: Caller,
+    post_id: uuid.UUID,
+    *,
+    comments_limit: int,
+    comments_cursor: str | None,
+) -> tuple[Post, Page[Comment]]:
     """The post and a page of its comments, oldest first."""
     async with session.begin():
         post, _ = await _visible_post(session, caller, post_id)
-        query = after_cursor(select(Comment).where(Comment.post_id == post_id),
-                             Comment.created_at, Comment.id, comments_cursor, oldest_first=True)
+        query = after_cursor(
+            select(Comment).where(Comment.post_id == post_id),
+            Comment.created_at,
+            Comment.id,
+            comments_cursor,
+            oldest_first=True,
+        )
         rows = list((await session.scalars(query.limit(comments_limit + 1))).all())
     return post, page_of(rows, comments_limit, lambda c: (c.created_at, c.id))
 
 
-async def add_comment(session: AsyncSession, caller: Caller, post_id: uuid.UUID,
-                      body: str) -> Comment:
+async def add_comment(
+    session: AsyncSession, caller: Caller, post_id: uuid.UUID, body: str
+) -> Comment:
     async with session.begin():
         post, _ = await _visible_post(session, caller, post_id)
-        comment = Comment(tenant_id=caller.tenant_id, post_id=post_id,
-                          author_id=caller.user_id, body=body)
+        comment = Comment(
+            tenant_id=caller.tenant_id, post_id=post_id, author_id=caller.user_id, body=body
+        )
         session.add(comment)
         await session.flush()
-        add_event(session, tenant_id=caller.tenant_id, event_type="comment.created",
-                  aggregate_type="post", aggregate_id=post_id,
-                  payload={"comment_id": str(comment.id), "post_id": str(post_id),
-                           "space_id": str(post.space_id), "author_id": str(caller.user_id),
-                           "post_author_id": str(post.author_id),
-                           "created_at": comment.created_at.isoformat()})
+        add_event(
+            session,
+            tenant_id=caller.tenant_id,
+            event_type="comment.created",
+            aggregate_type="post",
+            aggregate_id=post_id,
+            payload={
+                "comment_id": str(comment.id),
+                "post_id": str(post_id),
+                "space_id": str(post.space_id),
+                "author_id": str(caller.user_id),
+                "post_author_id": str(post.author_id),
+                "created_at": comment.created_at.isoformat(),
+            },
+        )
     return comment
 
 
-async def delete_post(session: AsyncSession, caller: Caller, post_id: uuid.UUID,
-                      meta: RequestMeta | None) -> None:
+async def delete_post(
+    session: AsyncSession, caller: Caller, post_id: uuid.UUID, meta: RequestMeta | None
+) -> None:
     """Soft delete, by the author, the space's coach or an ADMIN; audited."""
     async with session.begin():
         post, space = await _visible_post(session, caller, post_id, for_update=True)
@@ -157,8 +207,13 @@ async def delete_post(session: AsyncSession, caller: Caller, post_id: uuid.UUID,
             raise Forbidden("Only the author, the space's coach or an ADMIN can delete a post.")
         post.deleted_at = datetime.now(UTC)
         post.deleted_by = caller.user_id
-        audit.record(session, tenant_id=caller.tenant_id, action="post.deleted", meta=meta,
-                     actor_user_id=caller.user_id, target_type="post", target_id=post_id,
-                     details={"space_id": str(post.space_id),
-                              "author_id": str(post.author_id)})
-
+        audit.record(
+            session,
+            tenant_id=caller.tenant_id,
+            action="post.deleted",
+            meta=meta,
+            actor_user_id=caller.user_id,
+            target_type="post",
+            target_id=post_id,
+            details={"space_id": str(post.space_id), "author_id": str(post.author_id)},
+        )

@@ -35,5 +35,6 @@ class SpaceMember(Base):
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
     space_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"))
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE")
+    )
     created_at: Mapped[datetime] = created_at()

@@ -42,8 +42,9 @@ async def visible_space(session: AsyncSession, caller: Caller, space_id: uuid.UU
 
 
 def can_manage(caller: Caller, space: Space) -> bool:
-    return caller.role == Role.ADMIN or (caller.role == Role.COACH
-                                         and space.owner_id == caller.user_id)
+    return caller.role == Role.ADMIN or (
+        caller.role == Role.COACH and space.owner_id == caller.user_id
+    )
 
 
 async def _managed_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) -> Space:
@@ -53,22 +54,26 @@ async def _managed_space(session: AsyncSession, caller: Caller, space_id: uuid.U
     return space
 
 
-async def create_space(session: AsyncSession, caller: Caller, *, name: str,
-                       description: str | None) -> Space:
+async def create_space(
+    session: AsyncSession, caller: Caller, *, name: str, description: str | None
+) -> Space:
     if caller.role not in (Role.ADMIN, Role.COACH):
         raise Forbidden("Only coaches and admins create spaces.")
     async with session.begin():
-        space = Space(tenant_id=caller.tenant_id, name=name, description=description,
-                      owner_id=caller.user_id)
+        space = Space(
+            tenant_id=caller.tenant_id, name=name, description=description, owner_id=caller.user_id
+        )
         session.add(space)
         await session.flush()
-        session.add(SpaceMember(tenant_id=caller.tenant_id, space_id=space.id,
-                                user_id=caller.user_id))
+        session.add(
+            SpaceMember(tenant_id=caller.tenant_id, space_id=space.id, user_id=caller.user_id)
+        )
     return space
 
 
-async def list_spaces(session: AsyncSession, caller: Caller, *, limit: int,
-                      cursor: str | None) -> Page[Space]:
+async def list_spaces(
+    session: AsyncSession, caller: Caller, *, limit: int, cursor: str | None
+) -> Page[Space]:
     query = select(Space)
     if caller.role != Role.ADMIN:
         query = query.where(_is_member(Space.id, caller.user_id))
@@ -81,14 +86,21 @@ async def list_spaces(session: AsyncSession, caller: Caller, *, limit: int,
 async def get_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) -> SpaceDetail:
     async with session.begin():
         space = await visible_space(session, caller, space_id)
-        member_ids = list((await session.scalars(
-            select(SpaceMember.user_id).where(SpaceMember.space_id == space_id)
-            .order_by(SpaceMember.created_at))).all())
+        member_ids = list(
+            (
+                await session.scalars(
+                    select(SpaceMember.user_id)
+                    .where(SpaceMember.space_id == space_id)
+                    .order_by(SpaceMember.created_at)
+                )
+            ).all()
+        )
     return SpaceDetail(space, member_ids)
 
 
-async def update_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID, *,
-                       changes: dict[str, object]) -> Space:
+async def update_space(
+    session: AsyncSession, caller: Caller, space_id: uuid.UUID, *, changes: dict[str, object]
+) -> Space:
     async with session.begin():
         space = await _managed_space(session, caller, space_id)
         for field in ("name", "description"):
@@ -97,24 +109,42 @@ async def update_space(session: AsyncSession, caller: Caller, space_id: uuid.UUI
     return space
 
 
-async def add_member(session: AsyncSession, caller: Caller, space_id: uuid.UUID,
-                     user_id: uuid.UUID, meta: RequestMeta | None) -> None:
+async def add_member(
+    session: AsyncSession,
+    caller: Caller,
+    space_id: uuid.UUID,
+    user_id: uuid.UUID,
+    meta: RequestMeta | None,
+) -> None:
     async with session.begin():
         await _managed_space(session, caller, space_id)
         in_tenant = await session.scalar(
-            select(TenantMembership.id).where(TenantMembership.user_id == user_id))
+            select(TenantMembership.id).where(TenantMembership.user_id == user_id)
+        )
         if in_tenant is None:
             raise NotFound("User not found.")
         if await session.scalar(select(_is_member(space_id, user_id))):
             raise Conflict("Already a member of this space.")
         session.add(SpaceMember(tenant_id=caller.tenant_id, space_id=space_id, user_id=user_id))
-        audit.record(session, tenant_id=caller.tenant_id, action="space.member_added",
-                     meta=meta, actor_user_id=caller.user_id, target_type="space",
-                     target_id=space_id, details={"user_id": str(user_id)})
+        audit.record(
+            session,
+            tenant_id=caller.tenant_id,
+            action="space.member_added",
+            meta=meta,
+            actor_user_id=caller.user_id,
+            target_type="space",
+            target_id=space_id,
+            details={"user_id": str(user_id)},
+        )
 
 
-async def remove_member(session: AsyncSession, caller: Caller, space_id: uuid.UUID,
-                        user_id: uuid.UUID, meta: RequestMeta | None) -> None:
+async def remove_member(
+    session: AsyncSession,
+    caller: Caller,
+    space_id: uuid.UUID,
+    user_id: uuid.UUID,
+    meta: RequestMeta | None,
+) -> None:
     """The space's coach or an ADMIN removes anyone but the owner; members may leave."""
     async with session.begin():
         space = await visible_space(session, caller, space_id)
@@ -122,10 +152,20 @@ async def remove_member(session: AsyncSession, caller: Caller, space_id: uuid.UU
             raise Forbidden("Only the space's coach or an ADMIN can remove members.")
         if user_id == space.owner_id:
             raise Conflict("The space's owner cannot be removed.")
-        result = await session.execute(delete(SpaceMember).where(
-            SpaceMember.space_id == space_id, SpaceMember.user_id == user_id))
+        result = await session.execute(
+            delete(SpaceMember).where(
+                SpaceMember.space_id == space_id, SpaceMember.user_id == user_id
+            )
+        )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFound("Member not found.")
-        audit.record(session, tenant_id=caller.tenant_id, action="space.member_removed",
-                     meta=meta, actor_user_id=caller.user_id, target_type="space",
-                     target_id=space_id, details={"user_id": str(user_id)})
+        audit.record(
+            session,
+            tenant_id=caller.tenant_id,
+            action="space.member_removed",
+            meta=meta,
+            actor_user_id=caller.user_id,
+            target_type="space",
+            target_id=space_id,
+            details={"user_id": str(user_id)},
+        )

@@ -34,9 +34,11 @@ class TenantPolicy:
 def _limit(override: dict[str, Any] | None, requests: int, window: int, burst: int) -> Limit:
     if not override:
         return Limit(requests, window, burst)
-    return Limit(int(override.get("requests", requests)),
-                 int(override.get("windowSeconds", window)),
-                 int(override.get("burst", burst)))
+    return Limit(
+        int(override.get("requests", requests)),
+        int(override.get("windowSeconds", window)),
+        int(override.get("burst", burst)),
+    )
 
 
 def policy_from_row(settings: Settings, row: "Tenant | _TenantRow | None") -> TenantPolicy:
@@ -50,17 +52,26 @@ def policy_from_row(settings: Settings, row: "Tenant | _TenantRow | None") -> Te
         suspended=bool(row and row.suspended),
         per_ip=_limit(limits.get("perIp"), settings.rate_limit_max_per_ip, window, burst),
         per_user=_limit(limits.get("perUser"), settings.rate_limit_max_per_user, window, burst),
-        per_tenant=_limit(limits.get("perTenant"), settings.rate_limit_max_per_tenant, window,
-                          burst),
-        max_upload_bytes=(row.max_upload_bytes if row and row.max_upload_bytes
-                          else settings.max_upload_size_mb * 1024 * 1024),
-        storage_quota_bytes=(row.storage_quota_bytes if row and row.storage_quota_bytes
-                             else settings.max_tenant_storage_gb * 1024**3),
+        per_tenant=_limit(
+            limits.get("perTenant"), settings.rate_limit_max_per_tenant, window, burst
+        ),
+        max_upload_bytes=(
+            row.max_upload_bytes
+            if row and row.max_upload_bytes
+            else settings.max_upload_size_mb * 1024 * 1024
+        ),
+        storage_quota_bytes=(
+            row.storage_quota_bytes
+            if row and row.storage_quota_bytes
+            else settings.max_tenant_storage_gb * 1024**3
+        ),
     )
 
 
-_POLICY_SQL = ("SELECT suspended, rate_limits, max_upload_bytes, storage_quota_bytes "
-               "FROM tenants WHERE id = $1")
+_POLICY_SQL = (
+    "SELECT suspended, rate_limits, max_upload_bytes, storage_quota_bytes "
+    "FROM tenants WHERE id = $1"
+)
 
 
 @dataclass(frozen=True)

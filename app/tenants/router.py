@@ -17,37 +17,59 @@ StaffDep = Annotated[Caller, Depends(require_roles(Role.ADMIN, Role.COACH, Role.
 
 
 @router.get("/{tenant_id}", response_model=TenantOut)
-async def get_tenant(tenant_id: uuid.UUID, caller: CallerDep,
-                     session: TenantSessionDep) -> TenantOut:
+async def get_tenant(
+    tenant_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep
+) -> TenantOut:
     return TenantOut.model_validate(await service.get_tenant(session, caller, tenant_id))
 
 
-@router.post("/{tenant_id}/invite", status_code=status.HTTP_201_CREATED,
-             response_model=InvitationOut)
-async def invite(tenant_id: uuid.UUID, body: InviteIn, caller: AdminDep,
-                 session: TenantSessionDep, settings: SettingsDep,
-                 meta: MetaDep) -> InvitationOut:
+@router.post(
+    "/{tenant_id}/invite", status_code=status.HTTP_201_CREATED, response_model=InvitationOut
+)
+async def invite(
+    tenant_id: uuid.UUID,
+    body: InviteIn,
+    caller: AdminDep,
+    session: TenantSessionDep,
+    settings: SettingsDep,
+    meta: MetaDep,
+) -> InvitationOut:
     """Invite someone by email (ADMIN only). The token is single-use and expires."""
-    invitation, token = await service.invite(session, settings, caller, tenant_id, body.email,
-                                             body.role, meta)
-    return InvitationOut(id=invitation.id, email=invitation.email, role=Role(invitation.role),
-                         expires_at=invitation.expires_at, token=token)
+    invitation, token = await service.invite(
+        session, settings, caller, tenant_id, body.email, body.role, meta
+    )
+    return InvitationOut(
+        id=invitation.id,
+        email=invitation.email,
+        role=Role(invitation.role),
+        expires_at=invitation.expires_at,
+        token=token,
+    )
 
 
 @router.get("/{tenant_id}/members", response_model=PageOut[MemberOut])
 async def list_members(
-    tenant_id: uuid.UUID, caller: StaffDep, session: TenantSessionDep,
+    tenant_id: uuid.UUID,
+    caller: StaffDep,
+    session: TenantSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageOut[MemberOut]:
     page = await service.list_members(session, caller, tenant_id, limit=limit, cursor=cursor)
     return PageOut[MemberOut](
-        items=[MemberOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor)
+        items=[MemberOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.patch("/{tenant_id}/members/{user_id}", response_model=MemberOut)
-async def change_role(tenant_id: uuid.UUID, user_id: uuid.UUID, body: RoleChangeIn,
-                      caller: AdminDep, session: TenantSessionDep, meta: MetaDep) -> MemberOut:
+async def change_role(
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    body: RoleChangeIn,
+    caller: AdminDep,
+    session: TenantSessionDep,
+    meta: MetaDep,
+) -> MemberOut:
     """Change a member's role (ADMIN only; the last ADMIN cannot be demoted)."""
     member = await service.change_role(session, caller, tenant_id, user_id, body.role, meta)
     return MemberOut.model_validate(member)

@@ -52,38 +52,59 @@ async def get_tenant(session: AsyncSession, caller: Caller, tenant_id: uuid.UUID
     return tenant
 
 
-async def invite(session: AsyncSession, settings: Settings, caller: Caller,
-                 tenant_id: uuid.UUID, email: str, role: Role,
-                 meta: RequestMeta | None) -> tuple[Invitation, str]:
+async def invite(
+    session: AsyncSession,
+    settings: Settings,
+    caller: Caller,
+    tenant_id: uuid.UUID,
+    email: str,
+    role: Role,
+    meta: RequestMeta | None,
+) -> tuple[Invitation, str]:
     """Create a single-use, expiring invitation; returns it with its one-time token."""
     _same_tenant(caller, tenant_id)
     email = email.lower()
     token = OpaqueToken.new(tenant_id)
     async with session.begin():
         already = await session.scalar(
-            select(TenantMembership.id).join(User, User.id == TenantMembership.user_id)
-            .where(User.email == email))
+            select(TenantMembership.id)
+            .join(User, User.id == TenantMembership.user_id)
+            .where(User.email == email)
+        )
         if already is not None:
             raise Conflict("That person is already a member.")
         invitation = Invitation(
-            tenant_id=tenant_id, email=email, role=role, token_hash=token.digest(settings),
+            tenant_id=tenant_id,
+            email=email,
+            role=role,
+            token_hash=token.digest(settings),
             invited_by=caller.user_id,
             expires_at=datetime.now(UTC) + timedelta(seconds=settings.invitation_ttl_seconds),
         )
         session.add(invitation)
         await session.flush()
-        audit.record(session, tenant_id=tenant_id, action="member.invited", meta=meta,
-                     actor_user_id=caller.user_id, target_type="invitation",
-                     target_id=invitation.id, details={"email": email, "role": role})
+        audit.record(
+            session,
+            tenant_id=tenant_id,
+            action="member.invited",
+            meta=meta,
+            actor_user_id=caller.user_id,
+            target_type="invitation",
+            target_id=invitation.id,
+            details={"email": email, "role": role},
+        )
     return invitation, token.value
 
 
-async def list_members(session: AsyncSession, caller: Caller, tenant_id: uuid.UUID, *,
-                       limit: int, cursor: str | None) -> Page[Member]:
+async def list_members(
+    session: AsyncSession, caller: Caller, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> Page[Member]:
     _same_tenant(caller, tenant_id)
     query = after_cursor(
         select(TenantMembership, User).join(User, User.id == TenantMembership.user_id),
-        TenantMembership.created_at, TenantMembership.id, cursor,
+        TenantMembership.created_at,
+        TenantMembership.id,
+        cursor,
     ).limit(limit + 1)
     async with session.begin():
         rows = (await session.execute(query)).all()
@@ -91,26 +112,45 @@ async def list_members(session: AsyncSession, caller: Caller, tenant_id: uuid.UU
     return page_of(members, limit, lambda m: (m.joined_at, m.membership_id))
 
 
-async def change_role(session: AsyncSession, caller: Caller, tenant_id: uuid.UUID,
-                      user_id: uuid.UUID, role: Role, meta: RequestMeta | None) -> Member:
+async def change_role(
+    session: AsyncSession,
+    caller: Caller,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    role: Role,
+    meta: RequestMeta | None,
+) -> Member:
     _same_tenant(caller, tenant_id)
     async with session.begin():
-        row = (await session.execute(
-            select(TenantMembership, User).join(User, User.id == TenantMembership.user_id)
-            .where(TenantMembership.user_id == user_id).with_for_update(of=TenantMembership)
-        )).first()
+        row = (
+            await session.execute(
+                select(TenantMembership, User)
+                .join(User, User.id == TenantMembership.user_id)
+                .where(TenantMembership.user_id == user_id)
+                .with_for_update(of=TenantMembership)
+            )
+        ).first()
         if row is None:
             raise NotFound("Member not found.")
         membership, user = row
         previous = membership.role
         if previous == Role.ADMIN and role != Role.ADMIN:
             admins = await session.scalar(
-                select(func.count()).select_from(TenantMembership)
-                .where(TenantMembership.role == Role.ADMIN))
+                select(func.count())
+                .select_from(TenantMembership)
+                .where(TenantMembership.role == Role.ADMIN)
+            )
             if (admins or 0) <= 1:
                 raise Conflict("An organisation needs at least one ADMIN.")
         membership.role = role
-        audit.record(session, tenant_id=tenant_id, action="member.role_changed", meta=meta,
-                     actor_user_id=caller.user_id, target_type="user", target_id=user_id,
-                     details={"from": previous, "to": role})
+        audit.record(
+            session,
+            tenant_id=tenant_id,
+            action="member.role_changed",
+            meta=meta,
+            actor_user_id=caller.user_id,
+            target_type="user",
+            target_id=user_id,
+            details={"from": previous, "to": role},
+        )
     return Member(user.id, user.name, user.email, role, membership.created_at, membership.id)

@@ -4,6 +4,7 @@ Revision ID: 0001_foundation
 Revises:
 Create Date: 2026-11-25
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -27,8 +28,9 @@ def _id() -> sa.Column:
 
 
 def _tenant() -> sa.Column:
-    return sa.Column("tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-                     nullable=False)
+    return sa.Column(
+        "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 def _created() -> sa.Column:
@@ -83,8 +85,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "user_id"),
         sa.CheckConstraint(ROLE_CHECK, name="role"),
     )
-    op.create_index("ix_tenant_memberships_tenant_id_created_at", "tenant_memberships",
-                    ["tenant_id", "created_at", "id"])
+    op.create_index(
+        "ix_tenant_memberships_tenant_id_created_at",
+        "tenant_memberships",
+        ["tenant_id", "created_at", "id"],
+    )
     tenant_table("tenant_memberships")
 
     # Users are global identities, not tenant-owned: a user is visible to themselves and to
@@ -124,10 +129,12 @@ def upgrade() -> None:
         _created(),
         sa.UniqueConstraint("tenant_id", "token_hash"),
     )
-    op.create_index("ix_refresh_tokens_tenant_id_family_id", "refresh_tokens",
-                    ["tenant_id", "family_id"])
-    op.create_index("ix_refresh_tokens_tenant_id_user_id", "refresh_tokens",
-                    ["tenant_id", "user_id"])
+    op.create_index(
+        "ix_refresh_tokens_tenant_id_family_id", "refresh_tokens", ["tenant_id", "family_id"]
+    )
+    op.create_index(
+        "ix_refresh_tokens_tenant_id_user_id", "refresh_tokens", ["tenant_id", "user_id"]
+    )
     tenant_table("refresh_tokens")
 
     op.create_table(
@@ -160,8 +167,7 @@ def upgrade() -> None:
         sa.Column("details", pg.JSONB, nullable=False, server_default="{}"),
         _created(),
     )
-    op.create_index("ix_audit_logs_tenant_id_created_at", "audit_logs",
-                    ["tenant_id", "created_at"])
+    op.create_index("ix_audit_logs_tenant_id_created_at", "audit_logs", ["tenant_id", "created_at"])
     # Append-only for the runtime role.
     tenant_table("audit_logs", privileges="SELECT, INSERT")
 
@@ -180,15 +186,21 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         _created(),
     )
-    op.create_index("ix_outbox_events_tenant_id_created_at", "outbox_events",
-                    ["tenant_id", "created_at"])
-    op.create_index("ix_outbox_events_pending", "outbox_events", ["available_at", "created_at"],
-                    postgresql_where=sa.text("status = 'pending'"))
+    op.create_index(
+        "ix_outbox_events_tenant_id_created_at", "outbox_events", ["tenant_id", "created_at"]
+    )
+    op.create_index(
+        "ix_outbox_events_pending",
+        "outbox_events",
+        ["available_at", "created_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
     # The API only appends events; the relay role reads and updates across tenants.
     tenant_table("outbox_events", privileges="SELECT, INSERT")
     relay = relay_role()
-    op.execute(f"CREATE POLICY outbox_relay ON outbox_events TO {relay} USING (true) "
-               "WITH CHECK (true)")
+    op.execute(
+        f"CREATE POLICY outbox_relay ON outbox_events TO {relay} USING (true) WITH CHECK (true)"
+    )
     op.execute(f"GRANT SELECT, UPDATE, DELETE ON outbox_events TO {relay}")
 
     op.create_table(
@@ -196,16 +208,21 @@ def upgrade() -> None:
         _tenant(),
         sa.Column("consumer", sa.String(64), nullable=False),
         sa.Column("event_id", UUID, nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=NOW,
-                  nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "consumer", "event_id"),
     )
     tenant_table("processed_events", privileges="SELECT, INSERT")
 
 
 def downgrade() -> None:
-    for table in ("processed_events", "outbox_events", "audit_logs", "invitations",
-                  "refresh_tokens", "tenant_memberships"):
+    for table in (
+        "processed_events",
+        "outbox_events",
+        "audit_logs",
+        "invitations",
+        "refresh_tokens",
+        "tenant_memberships",
+    ):
         op.drop_table(table)
     op.execute("DROP FUNCTION IF EXISTS auth_find_user(text)")
     op.drop_table("users")

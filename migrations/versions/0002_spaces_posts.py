@@ -4,6 +4,7 @@ Revision ID: 0002_spaces_posts
 Revises: 0001_foundation
 Create Date: 2026-11-25
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -22,8 +23,9 @@ NOW = sa.text("now()")
 
 
 def _tenant() -> sa.Column:
-    return sa.Column("tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-                     nullable=False)
+    return sa.Column(
+        "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 def _id() -> sa.Column:
@@ -64,23 +66,21 @@ def upgrade() -> None:
     op.create_table(
         "space_members",
         _tenant(),
-        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"),
-                  nullable=False),
-        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         _created(),
         sa.PrimaryKeyConstraint("tenant_id", "space_id", "user_id"),
     )
-    op.create_index("ix_space_members_tenant_id_user_id", "space_members",
-                    ["tenant_id", "user_id", "space_id"])
+    op.create_index(
+        "ix_space_members_tenant_id_user_id", "space_members", ["tenant_id", "user_id", "space_id"]
+    )
     tenant_table("space_members")
 
     op.create_table(
         "posts",
         _id(),
         _tenant(),
-        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False),
         sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("media_ids", pg.ARRAY(UUID), nullable=False, server_default="{}"),
@@ -88,23 +88,28 @@ def upgrade() -> None:
         sa.Column("deleted_at", sa.DateTime(timezone=True)),
         sa.Column("deleted_by", UUID),
     )
-    op.create_index("ix_posts_tenant_id_space_id_created_at", "posts",
-                    ["tenant_id", "space_id", sa.text("created_at DESC"), sa.text("id DESC")],
-                    postgresql_where=sa.text("deleted_at IS NULL"))
+    op.create_index(
+        "ix_posts_tenant_id_space_id_created_at",
+        "posts",
+        ["tenant_id", "space_id", sa.text("created_at DESC"), sa.text("id DESC")],
+        postgresql_where=sa.text("deleted_at IS NULL"),
+    )
     tenant_table("posts")
 
     op.create_table(
         "comments",
         _id(),
         _tenant(),
-        sa.Column("post_id", UUID, sa.ForeignKey("posts.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column("post_id", UUID, sa.ForeignKey("posts.id", ondelete="CASCADE"), nullable=False),
         sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
         _created(),
     )
-    op.create_index("ix_comments_tenant_id_post_id_created_at", "comments",
-                    ["tenant_id", "post_id", "created_at", "id"])
+    op.create_index(
+        "ix_comments_tenant_id_post_id_created_at",
+        "comments",
+        ["tenant_id", "post_id", "created_at", "id"],
+    )
     tenant_table("comments")
 
 

@@ -4,6 +4,7 @@ Revision ID: 0003_event_pipeline
 Revises: 0002_spaces_posts
 Create Date: 2026-11-25
 """
+
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -24,10 +25,10 @@ def upgrade() -> None:
     op.create_table(
         "notifications",
         sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()")),
-        sa.Column("tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-                  nullable=False),
-        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("event_id", UUID, nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
         sa.Column("title", sa.String(200), nullable=False),
@@ -35,14 +36,22 @@ def upgrade() -> None:
         sa.Column("data", pg.JSONB, nullable=False, server_default="{}"),
         sa.Column("email_pending", sa.Boolean, nullable=False, server_default=sa.text("false")),
         sa.Column("read_at", sa.DateTime(timezone=True)),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
-                  nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.UniqueConstraint("tenant_id", "event_id", "user_id"),
     )
-    op.create_index("ix_notifications_tenant_id_user_id_created_at", "notifications",
-                    ["tenant_id", "user_id", "created_at", "id"])
-    op.create_index("ix_notifications_tenant_id_event_id", "notifications",
-                    ["tenant_id", "event_id"])
+    op.create_index(
+        "ix_notifications_tenant_id_user_id_created_at",
+        "notifications",
+        ["tenant_id", "user_id", "created_at", "id"],
+    )
+    op.create_index(
+        "ix_notifications_tenant_id_event_id", "notifications", ["tenant_id", "event_id"]
+    )
     tenant_table("notifications")
 
     # Wake the relay as soon as events commit (NOTIFY is delivered at commit).
@@ -55,8 +64,10 @@ def upgrade() -> None:
         END $$
         """
     )
-    op.execute("CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events "
-               "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()")
+    op.execute(
+        "CREATE TRIGGER outbox_events_notify AFTER INSERT ON outbox_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
+    )
 
 
 def downgrade() -> None:

@@ -70,10 +70,14 @@ async def apply(settings: Settings, paths: list[Path], state: LocalState) -> int
                 spec = TenantSpec.model_validate(manifest["spec"])
                 old_status = state.status(name) or {}
                 generation = int(old_status.get("observedGeneration") or 0) + (
-                    0 if previous and previous.get("spec") == manifest["spec"] else 1)
+                    0 if previous and previous.get("spec") == manifest["spec"] else 1
+                )
                 outcome = await reconciler.reconcile(
-                    spec, state.secrets, generation=generation,
-                    previous=old_status.get("conditions"))
+                    spec,
+                    state.secrets,
+                    generation=generation,
+                    previous=old_status.get("conditions"),
+                )
                 state.save(manifest, outcome.status)
                 verb = "configured" if outcome.actions else "unchanged"
                 print(f"tenant/{name} {verb}" + "".join(f"\n  - {a}" for a in outcome.actions))
@@ -81,8 +85,7 @@ async def apply(settings: Settings, paths: list[Path], state: LocalState) -> int
                     failed += 1
                     for c in outcome.status["conditions"]:
                         if c["status"] != "True":
-                            print(f"  {c['type']}: {c['reason']}: {c['message']}",
-                                  file=sys.stderr)
+                            print(f"  {c['type']}: {c['reason']}: {c['message']}", file=sys.stderr)
     finally:
         await reconciler.close()
     return 1 if failed else 0
@@ -95,8 +98,9 @@ async def delete(settings: Settings, name: str, state: LocalState) -> int:
         return 1
     reconciler = TenantReconciler(settings)
     try:
-        actions = await reconciler.finalize(TenantSpec.model_validate(manifest["spec"]),
-                                            state.secrets)
+        actions = await reconciler.finalize(
+            TenantSpec.model_validate(manifest["spec"]), state.secrets
+        )
     finally:
         await reconciler.close()
     state.forget(name)
@@ -133,9 +137,11 @@ def main(argv: list[str] | None = None) -> None:
         for name in state.names():
             manifest = state.manifest(name) or {}
             saved = state.status(name) or {}
-            print(f"{name:24} {_ready(saved):8} "
-                  f"{str(manifest.get('spec', {}).get('suspended', False)).lower():10} "
-                  f"{saved.get('usage', {}).get('members', '-')!s:8}")
+            print(
+                f"{name:24} {_ready(saved):8} "
+                f"{str(manifest.get('spec', {}).get('suspended', False)).lower():10} "
+                f"{saved.get('usage', {}).get('members', '-')!s:8}"
+            )
         return
     status = state.status(args.name)
     if status is None:

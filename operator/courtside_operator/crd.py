@@ -68,8 +68,9 @@ def _cel_errors(node: dict[str, Any], value: Any, old: Any, path: str) -> list[s
     return errors
 
 
-def validate_manifest(manifest: dict[str, Any],
-                      previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def validate_manifest(
+    manifest: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Validate like the API server would; returns the manifest with defaults applied."""
     errors = []
     if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != KIND:
@@ -79,8 +80,10 @@ def validate_manifest(manifest: dict[str, Any],
         errors.append("metadata.name is required")
     root = schema()
     validator = jsonschema.Draft7Validator(root)
-    errors += [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-               for e in validator.iter_errors(manifest)]
+    errors += [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in validator.iter_errors(manifest)
+    ]
     if errors:
         raise ManifestError(errors)
     defaulted = _apply_defaults(root, copy.deepcopy(manifest))

@@ -23,11 +23,10 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """The API server: OPERATOR_KUBE_URL (tests), else in-cluster, else kubeconfig."""
     info: kopf.ConnectionInfo | None
     if _settings.operator_kube_url:
-        info = kopf.ConnectionInfo(server=_settings.operator_kube_url, insecure=True,
-                                   token="operator")  # noqa: S106 - an emulator's dummy
+        # An emulator or a local proxy: no real credentials to present.
+        info = kopf.ConnectionInfo(server=_settings.operator_kube_url, insecure=True)
     else:
-        info = (kopf.login_with_service_account(**kwargs)
-                or kopf.login_with_kubeconfig(**kwargs))
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None:
         _connection["current"] = info
     return info
@@ -56,13 +55,20 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 def _store() -> KubernetesSecretStore:
     info = _connection["current"]
     headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    return KubernetesSecretStore(info.server, _settings.operator_namespace, headers,
-                                 ssl=False if info.insecure else None)
+    return KubernetesSecretStore(
+        info.server, _settings.operator_namespace, headers, ssl=False if info.insecure else None
+    )
 
 
 def _owner(body: kopf.Body) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Tenant", "name": body.meta.name,
-            "uid": body.meta.uid, "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Tenant",
+        "name": body.meta.name,
+        "uid": body.meta.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _write_status(patch: kopf.Patch, outcome: Outcome) -> None:
@@ -70,20 +76,24 @@ def _write_status(patch: kopf.Patch, outcome: Outcome) -> None:
         patch.status[key] = value
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int,
-                     logger: Logger, drift_check: bool) -> None:
+async def _reconcile(
+    body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, logger: Logger, drift_check: bool
+) -> None:
     spec = TenantSpec.model_validate(dict(body.spec))
     outcome = await memo.reconciler.reconcile(
-        spec, _store(), owner=_owner(body), generation=body.meta.get("generation"),
-        previous=list(body.status.get("conditions", [])))
+        spec,
+        _store(),
+        owner=_owner(body),
+        generation=body.meta.get("generation"),
+        previous=list(body.status.get("conditions", [])),
+    )
     _write_status(patch, outcome)
     for action in outcome.actions:
         logger.info(action)
     if drift_check and outcome.drift:
         kopf.warn(body, reason="DriftRepaired", message="; ".join(outcome.drift))
     if not outcome.ok:
-        reason = next(c["message"] for c in outcome.status["conditions"]
-                      if c["type"] == "Ready")
+        reason = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Ready")
         # Failures stay visible in status and are retried with a growing delay.
         raise kopf.TemporaryError(reason, delay=min(300, 5 * 2 ** min(retry, 6)))
 
@@ -91,31 +101,45 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int,
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 @kopf.on.resume(*RESOURCE)
-async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int,
-                           logger: Logger, **_: Any) -> None:
+async def reconcile_tenant(
+    body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, logger: Logger, **_: Any
+) -> None:
     await _reconcile(body, patch, memo, retry, logger, drift_check=False)
 
 
-@kopf.timer(*RESOURCE, interval=_settings.operator_resync_seconds,
-            initial_delay=_settings.operator_resync_seconds, idle=0)
-async def resync_tenant(body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger,
-                        retry: int = 0, **_: Any) -> None:
+@kopf.timer(
+    *RESOURCE,
+    interval=_settings.operator_resync_seconds,
+    initial_delay=_settings.operator_resync_seconds,
+    idle=0,
+)
+async def resync_tenant(
+    body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger, retry: int = 0, **_: Any
+) -> None:
     """Drift: compare the live role, its settings and the stored limits with the spec."""
     await _reconcile(body, patch, memo, retry, logger, drift_check=True)
 
 
 @kopf.on.delete(*RESOURCE)
-async def delete_tenant(body: kopf.Body, memo: Any, retry: int, patch: kopf.Patch,
-                        logger: Logger, **_: Any) -> None:
+async def delete_tenant(
+    body: kopf.Body, memo: Any, retry: int, patch: kopf.Patch, logger: Logger, **_: Any
+) -> None:
     spec = TenantSpec.model_validate(dict(body.spec))
     try:
         actions = await memo.reconciler.finalize(spec, _store())
     except (OSError, TimeoutError) as exc:
-        patch.status["conditions"] = [condition(
-            "Ready", False, "DeletionPending",
-            f"waiting for the database to delete the tenant: {exc}",
-            list(body.status.get("conditions", [])), body.meta.get("generation"))]
-        raise kopf.TemporaryError(f"database unreachable: {exc}",
-                                  delay=min(300, 5 * 2 ** min(retry, 6))) from exc
+        patch.status["conditions"] = [
+            condition(
+                "Ready",
+                False,
+                "DeletionPending",
+                f"waiting for the database to delete the tenant: {exc}",
+                list(body.status.get("conditions", [])),
+                body.meta.get("generation"),
+            )
+        ]
+        raise kopf.TemporaryError(
+            f"database unreachable: {exc}", delay=min(300, 5 * 2 ** min(retry, 6))
+        ) from exc
     for action in actions:
         logger.info(action)

@@ -42,16 +42,28 @@ class Outcome:
     ok: bool = True
 
 
-def condition(type_: str, ok: bool, reason: str, message: str,
-              previous: list[dict[str, Any]] | None, generation: int | None) -> dict[str, Any]:
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    previous: list[dict[str, Any]] | None,
+    generation: int | None,
+) -> dict[str, Any]:
     """A metav1.Condition; lastTransitionTime moves only when the status flips."""
     status = "True" if ok else "False"
     before = next((c for c in previous or [] if c.get("type") == type_), None)
     changed = before is None or before.get("status") != status
     return {
-        "type": type_, "status": status, "reason": reason, "message": message,
-        "lastTransitionTime": (before["lastTransitionTime"] if before and not changed
-                               else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (
+            before["lastTransitionTime"]
+            if before and not changed
+            else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
         **({"observedGeneration": generation} if generation is not None else {}),
     }
 
@@ -65,15 +77,25 @@ class TenantReconciler:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.migration_database_url, pool_size=2, max_overflow=2,
-                           application_name="courtside-operator")
+        self.db = Database(
+            settings.migration_database_url,
+            pool_size=2,
+            max_overflow=2,
+            application_name="courtside-operator",
+        )
 
     async def close(self) -> None:
         await self.db.dispose()
 
-    async def reconcile(self, spec: TenantSpec, store: SecretStore, *,
-                        owner: dict[str, Any] | None = None, generation: int | None = None,
-                        previous: list[dict[str, Any]] | None = None) -> Outcome:
+    async def reconcile(
+        self,
+        spec: TenantSpec,
+        store: SecretStore,
+        *,
+        owner: dict[str, Any] | None = None,
+        generation: int | None = None,
+        previous: list[dict[str, Any]] | None = None,
+    ) -> Outcome:
         """Make the tenant row, role, limits and credentials match `spec`."""
         outcome = Outcome()
         tenant_id = tenant_id_for_slug(spec.slug)
@@ -86,11 +108,15 @@ class TenantReconciler:
             log.warning("tenant_reconcile_db_error", tenant=spec.slug, error=str(exc))
             message = f"Database unreachable: {exc}"
             outcome.ok = False
-            outcome.status = {"observedGeneration": generation, "conditions": [
-                condition("DatabaseReady", False, "DatabaseUnreachable", message, previous,
-                          generation),
-                condition("Ready", False, "DatabaseUnreachable", message, previous, generation),
-            ]}
+            outcome.status = {
+                "observedGeneration": generation,
+                "conditions": [
+                    condition(
+                        "DatabaseReady", False, "DatabaseUnreachable", message, previous, generation
+                    ),
+                    condition("Ready", False, "DatabaseUnreachable", message, previous, generation),
+                ],
+            }
             return outcome
         drift = "; ".join(outcome.drift)
         limits = spec.rate_limits.as_policy()
@@ -101,26 +127,47 @@ class TenantReconciler:
             "secretName": spec.secret_name,
             "usage": usage,
             "conditions": [
-                condition("DatabaseReady", outcome.ok,
-                          "RoleReady" if outcome.ok else "DriftNotRepairable",
-                          problems or (
-                              f"role {spec.role_name} "
-                              f"{'disabled (suspended)' if spec.suspended else 'can log in'}"
-                              + (f"; repaired drift: {drift}" if drift else "")),
-                          previous, generation),
-                condition("QuotasApplied", True, "Applied",
-                          f"maxUploadBytes={spec.storage.max_upload_bytes or 'default'}, "
-                          f"quotaBytes={spec.storage.quota_bytes or 'default'}",
-                          previous, generation),
-                condition("RateLimitsApplied", True, "Applied",
-                          "custom limits" if limits else "platform defaults",
-                          previous, generation),
-                condition("Ready", outcome.ok,
-                          ("Suspended" if spec.suspended else "Reconciled") if outcome.ok
-                          else "DriftNotRepairable",
-                          problems or ("tenant is suspended" if spec.suspended
-                                       else "tenant matches its spec"),
-                          previous, generation),
+                condition(
+                    "DatabaseReady",
+                    outcome.ok,
+                    "RoleReady" if outcome.ok else "DriftNotRepairable",
+                    problems
+                    or (
+                        f"role {spec.role_name} "
+                        f"{'disabled (suspended)' if spec.suspended else 'can log in'}"
+                        + (f"; repaired drift: {drift}" if drift else "")
+                    ),
+                    previous,
+                    generation,
+                ),
+                condition(
+                    "QuotasApplied",
+                    True,
+                    "Applied",
+                    f"maxUploadBytes={spec.storage.max_upload_bytes or 'default'}, "
+                    f"quotaBytes={spec.storage.quota_bytes or 'default'}",
+                    previous,
+                    generation,
+                ),
+                condition(
+                    "RateLimitsApplied",
+                    True,
+                    "Applied",
+                    "custom limits" if limits else "platform defaults",
+                    previous,
+                    generation,
+                ),
+                condition(
+                    "Ready",
+                    outcome.ok,
+                    ("Suspended" if spec.suspended else "Reconciled")
+                    if outcome.ok
+                    else "DriftNotRepairable",
+                    problems
+                    or ("tenant is suspended" if spec.suspended else "tenant matches its spec"),
+                    previous,
+                    generation,
+                ),
             ],
         }
         return outcome
@@ -146,8 +193,14 @@ class TenantReconciler:
                 outcome.actions.append(f"tenant row updated: {', '.join(changed)}")
                 outcome.drift += [f"tenant.{key}" for key in changed]
 
-    async def _role(self, spec: TenantSpec, tenant_id: uuid.UUID, store: SecretStore,
-                    owner: dict[str, Any] | None, outcome: Outcome) -> str:
+    async def _role(
+        self,
+        spec: TenantSpec,
+        tenant_id: uuid.UUID,
+        store: SecretStore,
+        owner: dict[str, Any] | None,
+        outcome: Outcome,
+    ) -> str:
         role, runtime = spec.role_name, self.settings.db_runtime_role
         stored = await store.get(spec.secret_name)
         password = (stored or {}).get("password") or token_source.token_urlsafe(24)
@@ -161,12 +214,21 @@ class TenantReconciler:
                     "  pg_has_role(r.oid, $2, 'MEMBER') AS in_runtime, "
                     "  (SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s "
                     "   WHERE s.setrole = r.oid AND s.setdatabase = 0) AS settings "
-                    "FROM pg_roles r WHERE r.rolname = $1", role, runtime)
+                    "FROM pg_roles r WHERE r.rolname = $1",
+                    role,
+                    runtime,
+                )
                 # DDL takes no parameters: format() quotes the identifier and literals.
                 if live is None:
-                    await _ddl(conn, "CREATE ROLE %I WITH " + login + " NOSUPERUSER NOBYPASSRLS "
-                               "NOCREATEDB NOCREATEROLE CONNECTION LIMIT " + str(int(limit))
-                               + " PASSWORD %L", role, password)
+                    await _ddl(
+                        conn,
+                        "CREATE ROLE %I WITH " + login + " NOSUPERUSER NOBYPASSRLS "
+                        "NOCREATEDB NOCREATEROLE CONNECTION LIMIT "
+                        + str(int(limit))
+                        + " PASSWORD %L",
+                        role,
+                        password,
+                    )
                     outcome.actions.append(f"role {role} created")
                 else:
                     repairs = []
@@ -174,20 +236,25 @@ class TenantReconciler:
                         repairs.append(login)
                     if live["rolconnlimit"] != limit:
                         repairs.append(f"CONNECTION LIMIT {int(limit)}")
-                    privileged = [attr for attr, bad in (("NOSUPERUSER", live["rolsuper"]),
-                                                         ("NOBYPASSRLS", live["rolbypassrls"]))
-                                  if bad]
+                    privileged = [
+                        attr
+                        for attr, bad in (
+                            ("NOSUPERUSER", live["rolsuper"]),
+                            ("NOBYPASSRLS", live["rolbypassrls"]),
+                        )
+                        if bad
+                    ]
                     if privileged:
                         # Only a superuser can take these back; say so rather than hide it.
                         try:
                             async with conn.transaction():
-                                await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(privileged),
-                                           role)
+                                await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(privileged), role)
                             outcome.drift.append(f"role attributes ({' '.join(privileged)})")
                         except asyncpg.InsufficientPrivilegeError:
                             outcome.problems.append(
                                 f"role {role} was given {' and '.join(a[2:] for a in privileged)}"
-                                " by a superuser; the operator cannot revoke it")
+                                " by a superuser; the operator cannot revoke it"
+                            )
                     if repairs:
                         await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(repairs), role)
                         outcome.actions.append(f"role {role} altered: {' '.join(repairs)}")
@@ -206,50 +273,78 @@ class TenantReconciler:
                         outcome.drift.append("app.tenant_id setting")
                         outcome.actions.append(f"role {role} app.tenant_id restored")
                 mapped = await conn.fetchval(
-                    "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1", role)
+                    "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1", role
+                )
                 if mapped != tenant_id:
                     await conn.execute(
                         "INSERT INTO tenant_db_roles (role_name, tenant_id) VALUES ($1, $2) "
                         "ON CONFLICT (role_name) DO UPDATE SET tenant_id = excluded.tenant_id",
-                        role, tenant_id)
+                        role,
+                        tenant_id,
+                    )
         finally:
             await conn.close()
         if stored is None or stored.get("username") != role:
-            await store.put(spec.secret_name, {**(stored or {}), "username": role,
-                                               "password": password}, owner)
+            await store.put(
+                spec.secret_name, {**(stored or {}), "username": role, "password": password}, owner
+            )
             outcome.actions.append(f"secret {spec.secret_name} written")
         return password
 
-    async def _admin_invitation(self, spec: TenantSpec, tenant_id: uuid.UUID,
-                                store: SecretStore, owner: dict[str, Any] | None,
-                                password: str, outcome: Outcome) -> None:
+    async def _admin_invitation(
+        self,
+        spec: TenantSpec,
+        tenant_id: uuid.UUID,
+        store: SecretStore,
+        owner: dict[str, Any] | None,
+        password: str,
+        outcome: Outcome,
+    ) -> None:
         """Invite the first ADMIN once; the one-time token goes into the tenant's Secret."""
         email = spec.admin_email.lower()
         async with self.db.transaction(tenant_id) as session:
             member = await session.scalar(
-                select(TenantMembership.id).join(User, User.id == TenantMembership.user_id)
-                .where(User.email == email))
-            invited = await session.scalar(select(Invitation.id).where(
-                Invitation.email == email, Invitation.accepted_at.is_(None)))
+                select(TenantMembership.id)
+                .join(User, User.id == TenantMembership.user_id)
+                .where(User.email == email)
+            )
+            invited = await session.scalar(
+                select(Invitation.id).where(
+                    Invitation.email == email, Invitation.accepted_at.is_(None)
+                )
+            )
             if member is not None or invited is not None:
                 return
             token = OpaqueToken.new(tenant_id)
-            session.add(Invitation(
-                tenant_id=tenant_id, email=email, role=Role.ADMIN,
-                token_hash=token.digest(self.settings),
-                expires_at=datetime.now(UTC) + timedelta(
-                    seconds=self.settings.invitation_ttl_seconds)))
+            session.add(
+                Invitation(
+                    tenant_id=tenant_id,
+                    email=email,
+                    role=Role.ADMIN,
+                    token_hash=token.digest(self.settings),
+                    expires_at=datetime.now(UTC)
+                    + timedelta(seconds=self.settings.invitation_ttl_seconds),
+                )
+            )
         stored = await store.get(spec.secret_name) or {}
-        await store.put(spec.secret_name, {**stored, "username": spec.role_name,
-                                           "password": password,
-                                           "admin-invitation-token": token.value}, owner)
+        await store.put(
+            spec.secret_name,
+            {
+                **stored,
+                "username": spec.role_name,
+                "password": password,
+                "admin-invitation-token": token.value,
+            },
+            owner,
+        )
         outcome.actions.append(f"admin {email} invited")
 
     async def _usage(self, tenant_id: uuid.UUID) -> dict[str, int]:
         async with self.db.transaction(tenant_id) as session:
             members = await session.scalar(select(func.count()).select_from(TenantMembership))
-            storage = await session.scalar(select(func.coalesce(func.sum(MediaAsset.size_bytes),
-                                                                0)))
+            storage = await session.scalar(
+                select(func.coalesce(func.sum(MediaAsset.size_bytes), 0))
+            )
         return {"members": int(members or 0), "storageBytes": int(storage or 0)}
 
     async def finalize(self, spec: TenantSpec, store: SecretStore) -> list[str]:
@@ -280,8 +375,10 @@ class TenantReconciler:
             await conn.execute("DELETE FROM tenant_db_roles WHERE role_name = $1", role)
             if exists:
                 # Ends its sessions first: a role with live connections can't be dropped.
-                await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                   "WHERE usename = $1", role)
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+                    role,
+                )
                 await _ddl(conn, "DROP ROLE IF EXISTS %I", role)
                 actions.append(f"role {role} dropped")
         finally:
@@ -293,12 +390,14 @@ class TenantReconciler:
         deleted = 0
         async with aws.session().client("s3", **aws.client_kwargs(self.settings)) as s3:
             paginator = s3.get_paginator("list_objects_v2")
-            async for page in paginator.paginate(Bucket=self.settings.s3_bucket,
-                                                 Prefix=f"tenants/{tenant_id}/"):
+            async for page in paginator.paginate(
+                Bucket=self.settings.s3_bucket, Prefix=f"tenants/{tenant_id}/"
+            ):
                 keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if keys:
-                    await s3.delete_objects(Bucket=self.settings.s3_bucket,
-                                            Delete={"Objects": keys, "Quiet": True})
+                    await s3.delete_objects(
+                        Bucket=self.settings.s3_bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
                     deleted += len(keys)
         return deleted
 
@@ -307,5 +406,7 @@ async def _ddl(conn: asyncpg.Connection, template: str, *args: str) -> None:
     """Run DDL built by the server's format(): %I quotes identifiers, %L literals."""
     statement = await conn.fetchval(
         "SELECT format($1, " + ", ".join(f"${i + 2}::text" for i in range(len(args))) + ")",
-        template, *args)
+        template,
+        *args,
+    )
     await conn.execute(statement)

@@ -44,19 +44,28 @@ class KubernetesSecretStore:
     """`kubernetes.io/basic-auth` Secrets in one namespace, over the API server's REST API
     with the operator's own credentials (kopf's login)."""
 
-    def __init__(self, server: str, namespace: str, headers: dict[str, str],
-                 ssl: Any = None) -> None:
+    def __init__(
+        self, server: str, namespace: str, headers: dict[str, str], ssl: Any = None
+    ) -> None:
         self.base = f"{server.rstrip('/')}/api/v1/namespaces/{namespace}/secrets"
         self.namespace = namespace
         self.headers = headers
         self.ssl = ssl
 
-    async def _request(self, method: str, url: str, body: Any = None,
-                       content_type: str = "application/json") -> tuple[int, Any]:
+    async def _request(
+        self, method: str, url: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
         headers = {**self.headers, "Content-Type": content_type}
-        async with aiohttp.ClientSession(headers=headers) as session, session.request(
-                method, url, data=json.dumps(body) if body is not None else None, ssl=self.ssl,
-                timeout=aiohttp.ClientTimeout(total=30)) as response:
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.request(
+                method,
+                url,
+                data=json.dumps(body) if body is not None else None,
+                ssl=self.ssl,
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response,
+        ):
             text = await response.text()
             return response.status, (json.loads(text) if text else None)
 
@@ -70,16 +79,22 @@ class KubernetesSecretStore:
 
     async def put(self, name: str, data: dict[str, str], owner: dict[str, Any] | None) -> None:
         secret = {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth",
-            "metadata": {"name": name, "namespace": self.namespace,
-                         "labels": {"app.kubernetes.io/managed-by": "courtside-operator"},
-                         **({"ownerReferences": [owner]} if owner else {})},
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/basic-auth",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "courtside-operator"},
+                **({"ownerReferences": [owner]} if owner else {}),
+            },
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
         status, _ = await self._request("POST", self.base, secret)
         if status == 409:
-            status, _ = await self._request("PATCH", f"{self.base}/{name}", secret,
-                                            "application/merge-patch+json")
+            status, _ = await self._request(
+                "PATCH", f"{self.base}/{name}", secret, "application/merge-patch+json"
+            )
         if status >= 400:
             raise RuntimeError(f"writing Secret {name}: HTTP {status}")
 

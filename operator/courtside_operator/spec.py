@@ -15,8 +15,11 @@ class Limit(_Spec):
     burst: int = 0
 
     def as_policy(self) -> dict[str, int]:
-        return {"requests": self.requests, "windowSeconds": self.window_seconds,
-                "burst": self.burst}
+        return {
+            "requests": self.requests,
+            "windowSeconds": self.window_seconds,
+            "burst": self.burst,
+        }
 
 
 class RateLimits(_Spec):
@@ -26,9 +29,15 @@ class RateLimits(_Spec):
 
     def as_policy(self) -> dict[str, Any] | None:
         """The JSON the API reads from tenants.rate_limits (None: platform defaults)."""
-        policy = {key: limit.as_policy() for key, limit in
-                  (("perIp", self.per_ip), ("perUser", self.per_user),
-                   ("perTenant", self.per_tenant)) if limit is not None}
+        policy = {
+            key: limit.as_policy()
+            for key, limit in (
+                ("perIp", self.per_ip),
+                ("perUser", self.per_user),
+                ("perTenant", self.per_tenant),
+            )
+            if limit is not None
+        }
         return policy or None
 
 

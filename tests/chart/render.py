@@ -29,10 +29,14 @@ NEUTRALISED = "courtside.test/hook"
 NAMESPACE = "courtside"
 # Every kind the chart may create: (resource, kind, namespaced).
 RESOURCES = [
-    ("v1/configmaps", "ConfigMap", True), ("v1/secrets", "Secret", True),
-    ("v1/serviceaccounts", "ServiceAccount", True), ("v1/services", "Service", True),
-    ("v1/namespaces", "Namespace", False), ("apps/v1/deployments", "Deployment", True),
-    ("batch/v1/jobs", "Job", True), ("networking.k8s.io/v1/ingresses", "Ingress", True),
+    ("v1/configmaps", "ConfigMap", True),
+    ("v1/secrets", "Secret", True),
+    ("v1/serviceaccounts", "ServiceAccount", True),
+    ("v1/services", "Service", True),
+    ("v1/namespaces", "Namespace", False),
+    ("apps/v1/deployments", "Deployment", True),
+    ("batch/v1/jobs", "Job", True),
+    ("networking.k8s.io/v1/ingresses", "Ingress", True),
     ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
     ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("rbac.authorization.k8s.io/v1/clusterroles", "ClusterRole", False),
@@ -61,12 +65,14 @@ async def render(chart: Path, values: dict) -> list[dict]:
         async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
             for resource, kind, namespaced in RESOURCES:
                 emulator.serve(resource, kind, namespaced=namespaced)
-            config = Configuration(namespace=NAMESPACE,
-                                   kubeconfig=kubeconfig(str(server.url), NAMESPACE))
-            await Install(config).run("courtside", str(copy), values=values, wait=False,
-                                      timeout=60)
-            return [dict(obj.raw) if hasattr(obj, "raw") else dict(obj)
-                    for obj in emulator.objects.values()]
+            config = Configuration(
+                namespace=NAMESPACE, kubeconfig=kubeconfig(str(server.url), NAMESPACE)
+            )
+            await Install(config).run("courtside", str(copy), values=values, wait=False, timeout=60)
+            return [
+                dict(obj.raw) if hasattr(obj, "raw") else dict(obj)
+                for obj in emulator.objects.values()
+            ]
     finally:
         shutil.rmtree(copy.parent, ignore_errors=True)
 

@@ -27,10 +27,18 @@ KEDA_CRDS = {
 
 def run_render(values: dict) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "chart" / "render.py"), str(CHART),
-         json.dumps(values)],
-        env={**os.environ, "HELM_DRIVER": "memory"}, capture_output=True, text=True,
-        timeout=180, check=False)
+        [
+            sys.executable,
+            str(ROOT / "tests" / "chart" / "render.py"),
+            str(CHART),
+            json.dumps(values),
+        ],
+        env={**os.environ, "HELM_DRIVER": "memory"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def values_file(name: str) -> dict:
@@ -134,28 +142,50 @@ def test_every_object_carries_the_standard_labels(objects):
         if obj["kind"] == "CustomResourceDefinition":
             continue
         labels = obj["metadata"].get("labels", {})
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance",
-                    "app.kubernetes.io/managed-by", "app.kubernetes.io/version"):
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/version",
+        ):
             assert key in labels, (obj["kind"], obj["metadata"]["name"], key)
 
 
 def test_default_install_has_every_component():
     objects = rendered("")
-    deployments = {o["metadata"]["labels"]["app.kubernetes.io/component"]
-                   for o in by_kind(objects, "Deployment")}
-    assert deployments == {"api", "worker-outbox-relay", "worker-notifications",
-                           "worker-media", "worker-scheduler", "operator"}
-    for kind in ("Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                 "ConfigMap", "Secret", "ClusterRole", "ClusterRoleBinding",
-                 "TriggerAuthentication", "CustomResourceDefinition"):
+    deployments = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for o in by_kind(objects, "Deployment")
+    }
+    assert deployments == {
+        "api",
+        "worker-outbox-relay",
+        "worker-notifications",
+        "worker-media",
+        "worker-scheduler",
+        "operator",
+    }
+    for kind in (
+        "Service",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "Secret",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "TriggerAuthentication",
+        "CustomResourceDefinition",
+    ):
         assert by_kind(objects, kind), kind
     crds = {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")}
     assert crds == {"tenants.courtside.dev", "clusterkopfpeerings.kopf.dev"}
 
 
 def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook():
-    job = next(o for o in by_kind(rendered(""), "Job")
-               if o["metadata"]["name"].endswith("-migrate"))
+    job = next(
+        o for o in by_kind(rendered(""), "Job") if o["metadata"]["name"].endswith("-migrate")
+    )
     assert job["metadata"]["annotations"]["courtside.test/hook"] == "pre-install,pre-upgrade"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
 
@@ -171,11 +201,13 @@ def test_keda_scales_media_and_notifications_on_queue_depth():
         trigger = spec["triggers"][0]
         assert trigger["type"] == "aws-sqs-queue"
         assert {"queueURL", "queueLength", "activationQueueLength", "awsRegion"} <= set(
-            trigger["metadata"])
+            trigger["metadata"]
+        )
         assert trigger["authenticationRef"]["name"] in auth_names
         target = spec["scaleTargetRef"]["name"]
-        deployment = next(d for d in by_kind(objects, "Deployment")
-                          if d["metadata"]["name"] == target)
+        deployment = next(
+            d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == target
+        )
         assert "replicas" not in deployment["spec"]  # KEDA owns the count
         grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
         assert grace > 25  # longer than the worker's own drain period
@@ -185,52 +217,91 @@ def test_production_runs_media_as_a_scaled_job_with_pod_identity():
     objects = rendered("values-production.yaml")
     jobs = by_kind(objects, "ScaledJob")
     assert [j["metadata"]["name"] for j in jobs] == ["courtside-media"]
-    assert not any(d["metadata"]["name"] == "courtside-media"
-                   for d in by_kind(objects, "Deployment"))
+    assert not any(
+        d["metadata"]["name"] == "courtside-media" for d in by_kind(objects, "Deployment")
+    )
     auth = by_kind(objects, "TriggerAuthentication")[0]
     assert auth["spec"]["podIdentity"]["provider"] == "aws"
     # Secrets come from the existing Secret; the chart creates none with credentials.
-    assert not [s for s in by_kind(objects, "Secret") if "stringData" in s
-                or "data" in s and "DATABASE_URL" in s.get("data", {})]
+    assert not [
+        s
+        for s in by_kind(objects, "Secret")
+        if "stringData" in s or "data" in s and "DATABASE_URL" in s.get("data", {})
+    ]
     ingress = by_kind(objects, "Ingress")[0]
     assert ingress["spec"]["tls"][0]["secretName"] == "courtside-tls"
 
 
 def test_dev_values_bring_their_own_backing_services():
     objects = rendered("values-dev.yaml")
-    components = {o["metadata"]["labels"]["app.kubernetes.io/component"]
-                  for o in by_kind(objects, "Deployment")}
+    components = {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]
+        for o in by_kind(objects, "Deployment")
+    }
     assert {"postgres", "redis", "moto", "mail", "api"} <= components
     assert not [o for o in objects if o["kind"] in KEDA_CRDS]
-    api = next(o for o in by_kind(objects, "Deployment")
-               if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api")
+    api = next(
+        o
+        for o in by_kind(objects, "Deployment")
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    )
     assert api["spec"]["template"]["spec"]["initContainers"][0]["args"] == ["migrate"]
 
 
 def test_operator_rbac_is_least_privilege():
     objects = rendered("")
-    role = next(o for o in by_kind(objects, "ClusterRole")
-                if o["metadata"]["name"].endswith("-operator"))
+    role = next(
+        o for o in by_kind(objects, "ClusterRole") if o["metadata"]["name"].endswith("-operator")
+    )
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
         assert "secrets" not in rule["resources"]  # only via the namespaced Role
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     assert {"tenants", "tenants/status", "tenants/finalizers", "events"} <= resources
-    secrets_role = next(o for o in by_kind(objects, "Role")
-                        if o["metadata"]["name"].endswith("-operator-secrets"))
-    assert secrets_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": [
-        "get", "list", "watch", "create", "update", "patch", "delete"]}]
+    secrets_role = next(
+        o for o in by_kind(objects, "Role") if o["metadata"]["name"].endswith("-operator-secrets")
+    )
+    assert secrets_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"api": {"replicaCount": "three"}}, "replicaCount"),
-    ({"keda": {"enabled": True, "authentication": "magic"}}, "authentication"),
-    ({"securityContext": {"readOnlyRootFilesystem": False, "runAsNonRoot": True,
-                          "allowPrivilegeEscalation": False,
-                          "capabilities": {"drop": ["ALL"]}}}, "readOnlyRootFilesystem"),
-    ({"workers": {"media": {"enabled": True, "command": "media", "replicaCount": 1,
-                            "resources": {}, "gpu": True}}}, "gpu"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"api": {"replicaCount": "three"}}, "replicaCount"),
+        ({"keda": {"enabled": True, "authentication": "magic"}}, "authentication"),
+        (
+            {
+                "securityContext": {
+                    "readOnlyRootFilesystem": False,
+                    "runAsNonRoot": True,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                }
+            },
+            "readOnlyRootFilesystem",
+        ),
+        (
+            {
+                "workers": {
+                    "media": {
+                        "enabled": True,
+                        "command": "media",
+                        "replicaCount": 1,
+                        "resources": {},
+                        "gpu": True,
+                    }
+                }
+            },
+            "gpu",
+        ),
+    ],
+)
 def test_bad_values_fail_with_a_message_naming_the_field(bad, field):
     result = run_render(bad)
     assert result.returncode != 0
@@ -245,8 +316,11 @@ def test_values_files_match_the_schema():
     def merge(a, b):
         out = copy.deepcopy(a)
         for key, value in b.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(
-                out.get(key), dict) else value
+            out[key] = (
+                merge(out[key], value)
+                if isinstance(value, dict) and isinstance(out.get(key), dict)
+                else value
+            )
         return out
 
     for name in VARIANTS[1:]:
@@ -274,7 +348,9 @@ def test_kind_config_maps_ingress_ports_on_a_labelled_node():
     assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
     node = config["nodes"][0]
     assert {(m["containerPort"], m["hostPort"]) for m in node["extraPortMappings"]} == {
-        (80, 80), (443, 443)}
+        (80, 80),
+        (443, 443),
+    }
     assert "ingress-ready=true" in node["kubeadmConfigPatches"][0]
 
 

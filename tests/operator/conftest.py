@@ -20,6 +20,6 @@ def store(tmp_path):
 
 def make_spec(**overrides) -> TenantSpec:
     slug = overrides.pop("slug", f"club-{uuid.uuid4().hex[:8]}")
-    return TenantSpec.model_validate({
-        "slug": slug, "displayName": "Club", "adminEmail": f"admin@{slug}.example",
-        **overrides})
+    return TenantSpec.model_validate(
+        {"slug": slug, "displayName": "Club", "adminEmail": f"admin@{slug}.example", **overrides}
+    )

@@ -10,8 +10,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(services, state_dir, *args):
     env = {**os.environ, **services.env, "OPERATOR_STATE_DIR": str(state_dir)}
-    return subprocess.run([sys.executable, "-m", "app.cli", "tenants", *args], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "tenants", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def test_apply_list_status_and_delete_without_a_cluster(services, tmp_path, superuser_conn):
@@ -31,7 +37,11 @@ def test_apply_list_status_and_delete_without_a_cluster(services, tmp_path, supe
     assert slug in listed.stdout and "True" in listed.stdout
     status = yaml.safe_load(run(services, tmp_path / "state", "status", slug).stdout)
     assert {c["type"] for c in status["status"]["conditions"]} == {
-        "Ready", "DatabaseReady", "QuotasApplied", "RateLimitsApplied"}
+        "Ready",
+        "DatabaseReady",
+        "QuotasApplied",
+        "RateLimitsApplied",
+    }
 
     deleted = run(services, tmp_path / "state", "delete", slug)
     assert deleted.returncode == 0 and "dropped" in deleted.stdout

@@ -15,8 +15,9 @@ def test_good_examples_are_accepted(path):
     assert spec.slug == manifest["metadata"]["name"]
 
 
-@pytest.mark.parametrize("path", sorted((EXAMPLES / "invalid").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((EXAMPLES / "invalid").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_bad_examples_are_rejected(path):
     with pytest.raises(ManifestError):
         validate_manifest(yaml.safe_load(path.read_text()))

@@ -19,13 +19,17 @@ TENANTS = "/apis/courtside.dev/v1/tenants"
 @pytest.fixture
 async def cluster():
     async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
-        emulator.serve("apiextensions.k8s.io/v1/customresourcedefinitions",
-                       "CustomResourceDefinition", namespaced=False)
+        emulator.serve(
+            "apiextensions.k8s.io/v1/customresourcedefinitions",
+            "CustomResourceDefinition",
+            namespaced=False,
+        )
         emulator.serve("v1/namespaces", "Namespace", namespaced=False)
         emulator.serve("v1/events", "Event", namespaced=True)
         emulator.serve("v1/secrets", "Secret", namespaced=True)
-        emulator.serve("courtside.dev/v1/tenants", "Tenant", namespaced=False,
-                       subresources={"status"})
+        emulator.serve(
+            "courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"}
+        )
         yield emulator, str(server.url)
 
 
@@ -33,14 +37,19 @@ async def cluster():
 async def operator(cluster, settings, monkeypatch):
     import kopf
     from courtside_operator import handlers
+
     _, url = cluster
-    monkeypatch.setattr(handlers, "_settings",
-                        settings.model_copy(update={"operator_kube_url": url}))
+    monkeypatch.setattr(
+        handlers, "_settings", settings.model_copy(update={"operator_kube_url": url})
+    )
     # Its own thread and event loop, as in production: kopf stops every task it didn't
     # start when it exits, which would include the test's own.
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=asyncio.run, daemon=True, args=(kopf.operator(
-        clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready),))
+    thread = threading.Thread(
+        target=asyncio.run,
+        daemon=True,
+        args=(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready),),
+    )
     thread.start()
     assert await asyncio.to_thread(ready.wait, 30)
     yield url
@@ -61,9 +70,12 @@ async def _until(check, timeout=30.0):
 
 
 def manifest(slug, **spec):
-    return {"apiVersion": "courtside.dev/v1", "kind": "Tenant", "metadata": {"name": slug},
-            "spec": {"slug": slug, "displayName": "Kopf Club", "adminEmail": f"a@{slug}.io",
-                     **spec}}
+    return {
+        "apiVersion": "courtside.dev/v1",
+        "kind": "Tenant",
+        "metadata": {"name": slug},
+        "spec": {"slug": slug, "displayName": "Kopf Club", "adminEmail": f"a@{slug}.io", **spec},
+    }
 
 
 async def test_operator_reconciles_repairs_and_deletes_a_tenant(operator, superuser_conn):
@@ -81,8 +93,12 @@ async def test_operator_reconciles_repairs_and_deletes_a_tenant(operator, superu
 
         obj = await _until(ready)
         assert obj["status"]["secretName"] == f"tenant-{slug}-db"
-        assert await superuser_conn.fetchval(
-            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", role) is True
+        assert (
+            await superuser_conn.fetchval(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", role
+            )
+            is True
+        )
         secret = (await k8s.get(f"/api/v1/namespaces/courtside/secrets/tenant-{slug}-db")).json()
         assert secret["type"] == "kubernetes.io/basic-auth"
         assert base64.b64decode(secret["data"]["username"]).decode() == role
@@ -92,20 +108,27 @@ async def test_operator_reconciles_repairs_and_deletes_a_tenant(operator, superu
         await superuser_conn.execute(f"ALTER ROLE {role} CONNECTION LIMIT 99")
 
         async def repaired():
-            return await superuser_conn.fetchval(
-                "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1", role) == 10
+            return (
+                await superuser_conn.fetchval(
+                    "SELECT rolconnlimit FROM pg_roles WHERE rolname = $1", role
+                )
+                == 10
+            )
 
         await _until(repaired)
 
         # A changed manifest reaches the row the API reads its limits from.
         changed = await k8s.patch(
-            f"{TENANTS}/{slug}", json={"spec": {"rateLimits": {"perUser": {"requests": 7}}}},
-            headers={"Content-Type": "application/merge-patch+json"})
+            f"{TENANTS}/{slug}",
+            json={"spec": {"rateLimits": {"perUser": {"requests": 7}}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         assert changed.status_code == 200, changed.text
 
         async def applied():
             limits = await superuser_conn.fetchval(
-                "SELECT rate_limits->'perUser'->>'requests' FROM tenants WHERE slug = $1", slug)
+                "SELECT rate_limits->'perUser'->>'requests' FROM tenants WHERE slug = $1", slug
+            )
             status = (await k8s.get(f"{TENANTS}/{slug}")).json()["status"]
             return limits == "7" and status["observedGeneration"] == 2
 
@@ -119,5 +142,4 @@ async def test_operator_reconciles_repairs_and_deletes_a_tenant(operator, superu
             return (await k8s.get(f"{TENANTS}/{slug}")).status_code == 404
 
         await _until(gone)
-    assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                         role) is None
+    assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role) is None

@@ -13,36 +13,48 @@ from tests.operator.conftest import make_spec
 
 
 def role_dsn(settings, role, password):
-    return (make_url(settings.database_url).set(drivername="postgresql", username=role,
-                                                password=password)
-            .render_as_string(hide_password=False))
+    return (
+        make_url(settings.database_url)
+        .set(drivername="postgresql", username=role, password=password)
+        .render_as_string(hide_password=False)
+    )
 
 
 def conditions(outcome):
     return {c["type"]: c for c in outcome.status["conditions"]}
 
 
-async def test_create_makes_a_ready_tenant_with_a_locked_down_role(reconciler, store,
-                                                                  superuser_conn):
+async def test_create_makes_a_ready_tenant_with_a_locked_down_role(
+    reconciler, store, superuser_conn
+):
     spec = make_spec(database={"connectionLimit": 7})
     outcome = await reconciler.reconcile(spec, store, generation=1)
     assert outcome.ok
     assert {t: c["status"] for t, c in conditions(outcome).items()} == {
-        "DatabaseReady": "True", "QuotasApplied": "True", "RateLimitsApplied": "True",
-        "Ready": "True"}
+        "DatabaseReady": "True",
+        "QuotasApplied": "True",
+        "RateLimitsApplied": "True",
+        "Ready": "True",
+    }
     assert outcome.status["observedGeneration"] == 1
     role = await superuser_conn.fetchrow(
-        "SELECT rolcanlogin, rolsuper, rolbypassrls, rolconnlimit FROM pg_roles "
-        "WHERE rolname = $1", spec.role_name)
-    assert dict(role) == {"rolcanlogin": True, "rolsuper": False, "rolbypassrls": False,
-                          "rolconnlimit": 7}
+        "SELECT rolcanlogin, rolsuper, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname = $1",
+        spec.role_name,
+    )
+    assert dict(role) == {
+        "rolcanlogin": True,
+        "rolsuper": False,
+        "rolbypassrls": False,
+        "rolconnlimit": 7,
+    }
     secret = await store.get(spec.secret_name)
     assert secret["username"] == spec.role_name and len(secret["password"]) >= 24
     assert secret["admin-invitation-token"]
 
 
-async def test_a_session_as_the_tenant_role_sees_only_its_tenant(reconciler, store, client,
-                                                                 settings):
+async def test_a_session_as_the_tenant_role_sees_only_its_tenant(
+    reconciler, store, client, settings
+):
     other = await register_tenant(client)  # someone else's data in the same tables
     spec = make_spec()
     await reconciler.reconcile(spec, store)
@@ -67,9 +79,12 @@ async def test_applying_the_same_spec_again_does_nothing(reconciler, store, supe
     for _ in range(9):
         again = await reconciler.reconcile(spec, store)
         assert again.actions == [] and again.drift == []
-    assert await superuser_conn.fetchval(
-        "SELECT count(*) FROM invitations WHERE tenant_id = $1",
-        tenant_id_for_slug(spec.slug)) == 1
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM invitations WHERE tenant_id = $1", tenant_id_for_slug(spec.slug)
+        )
+        == 1
+    )
 
 
 async def test_a_changed_limit_is_enforced_by_the_api(reconciler, store, client, app):
@@ -77,14 +92,18 @@ async def test_a_changed_limit_is_enforced_by_the_api(reconciler, store, client,
     await reconciler.reconcile(spec, store)
     tenant_id = tenant_id_for_slug(spec.slug)
     token = (await store.get(spec.secret_name))["admin-invitation-token"]
-    joined = await client.post("/auth/invitations/accept", json={
-        "token": token, "password": "a long password"})
+    joined = await client.post(
+        "/auth/invitations/accept", json={"token": token, "password": "a long password"}
+    )
     assert joined.status_code == 201
     headers = {"Authorization": f"Bearer {joined.json()['access_token']}"}
     url = f"/tenants/{tenant_id}"
     assert [(await client.get(url, headers=headers)).status_code for _ in range(4)] == [200] * 4
-    limited = make_spec(slug=spec.slug, adminEmail="x@example.com",
-                        rateLimits={"perTenant": {"requests": 1, "windowSeconds": 60}})
+    limited = make_spec(
+        slug=spec.slug,
+        adminEmail="x@example.com",
+        rateLimits={"perTenant": {"requests": 1, "windowSeconds": 60}},
+    )
     await reconciler.reconcile(limited, store)
     statuses = []
     deadline = asyncio.get_running_loop().time() + 10
@@ -104,7 +123,9 @@ async def test_a_manual_alter_role_is_reverted_and_reported(reconciler, store, s
     assert "repaired drift" in conditions(outcome)["DatabaseReady"]["message"]
     role = await superuser_conn.fetchrow(
         "SELECT rolcanlogin, rolconnlimit, (SELECT setconfig FROM pg_db_role_setting "
-        "WHERE setrole = r.oid) AS settings FROM pg_roles r WHERE rolname = $1", spec.role_name)
+        "WHERE setrole = r.oid) AS settings FROM pg_roles r WHERE rolname = $1",
+        spec.role_name,
+    )
     assert (role["rolcanlogin"], role["rolconnlimit"]) == (True, 10)
     assert role["settings"] == [f"app.tenant_id={tenant_id_for_slug(spec.slug)}"]
 
@@ -120,11 +141,11 @@ async def test_drift_only_a_superuser_can_undo_is_reported(reconciler, store, su
     assert "BYPASSRLS" in ready["message"]
 
 
-async def test_suspension_refuses_the_api_and_disables_the_role(reconciler, store, client,
-                                                                superuser_conn):
+async def test_suspension_refuses_the_api_and_disables_the_role(
+    reconciler, store, client, superuser_conn
+):
     admin = await register_tenant(client)
-    slug = await superuser_conn.fetchval("SELECT slug FROM tenants WHERE id = $1",
-                                         admin.tenant_id)
+    slug = await superuser_conn.fetchval("SELECT slug FROM tenants WHERE id = $1", admin.tenant_id)
     # Take over a registered tenant by manifest: its id must be the slug's.
     spec = make_spec(slug=slug, suspended=True)
     if tenant_id_for_slug(slug) != admin.tenant_id:
@@ -136,8 +157,12 @@ async def test_suspension_refuses_the_api_and_disables_the_role(reconciler, stor
         tenant_id, member = admin.tenant_id, admin
     outcome = await reconciler.reconcile(spec, store)
     assert conditions(outcome)["Ready"]["reason"] == "Suspended"
-    assert await superuser_conn.fetchval("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
-                                         spec.role_name) is False
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", spec.role_name
+        )
+        is False
+    )
     deadline = asyncio.get_running_loop().time() + 10
     while True:
         response = await client.get(f"/tenants/{tenant_id}", headers=member.headers)
@@ -150,61 +175,85 @@ async def test_suspension_refuses_the_api_and_disables_the_role(reconciler, stor
 
 async def add_member_by_manifest(client, store, spec):
     from tests.factories import Account
+
     token = (await store.get(spec.secret_name))["admin-invitation-token"]
-    response = await client.post("/auth/invitations/accept", json={
-        "token": token, "password": "a long password"})
+    response = await client.post(
+        "/auth/invitations/accept", json={"token": token, "password": "a long password"}
+    )
     assert response.status_code == 201, response.text
     body = response.json()
-    return Account(spec.admin_email, "a long password", body["user_id"], body["tenant_id"],
-                   body["role"], body["access_token"], body["refresh_token"])
+    return Account(
+        spec.admin_email,
+        "a long password",
+        body["user_id"],
+        body["tenant_id"],
+        body["role"],
+        body["access_token"],
+        body["refresh_token"],
+    )
 
 
-async def test_retain_deletion_keeps_data_and_disables_the_role(reconciler, store,
-                                                                superuser_conn):
+async def test_retain_deletion_keeps_data_and_disables_the_role(reconciler, store, superuser_conn):
     spec = make_spec(deletionPolicy="Retain")
     await reconciler.reconcile(spec, store)
     actions = await reconciler.finalize(spec, store)
     assert f"role {spec.role_name} disabled" in actions
-    tenant = await superuser_conn.fetchrow("SELECT suspended FROM tenants WHERE id = $1",
-                                           tenant_id_for_slug(spec.slug))
+    tenant = await superuser_conn.fetchrow(
+        "SELECT suspended FROM tenants WHERE id = $1", tenant_id_for_slug(spec.slug)
+    )
     assert tenant["suspended"] is True
-    assert await superuser_conn.fetchval("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
-                                         spec.role_name) is False
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", spec.role_name
+        )
+        is False
+    )
 
 
-async def test_delete_deletion_purges_rows_objects_and_role(reconciler, store, superuser_conn,
-                                                            settings):
+async def test_delete_deletion_purges_rows_objects_and_role(
+    reconciler, store, superuser_conn, settings
+):
     import aioboto3
 
     from app import aws
+
     spec = make_spec(deletionPolicy="Delete")
     await reconciler.reconcile(spec, store)
     tenant_id = tenant_id_for_slug(spec.slug)
     async with aioboto3.Session().client("s3", **aws.client_kwargs(settings)) as s3:
         for i in range(3):
-            await s3.put_object(Bucket=settings.s3_bucket, Key=f"tenants/{tenant_id}/{i}",
-                                Body=b"x")
-        await s3.put_object(Bucket=settings.s3_bucket, Key="tenants/someone-else/keep",
-                            Body=b"x")
+            await s3.put_object(
+                Bucket=settings.s3_bucket, Key=f"tenants/{tenant_id}/{i}", Body=b"x"
+            )
+        await s3.put_object(Bucket=settings.s3_bucket, Key="tenants/someone-else/keep", Body=b"x")
         actions = await reconciler.finalize(spec, store)
         left = await s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix="tenants/")
     keys = [o["Key"] for o in left.get("Contents", [])]
     assert "tenants/someone-else/keep" in keys
     assert not [k for k in keys if k.startswith(f"tenants/{tenant_id}/")]
     assert "3 S3 objects deleted" in actions
-    assert await superuser_conn.fetchval("SELECT count(*) FROM tenants WHERE id = $1",
-                                         tenant_id) == 0
-    assert await superuser_conn.fetchval("SELECT count(*) FROM invitations WHERE tenant_id = $1",
-                                         tenant_id) == 0
-    assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1",
-                                         spec.role_name) is None
+    assert (
+        await superuser_conn.fetchval("SELECT count(*) FROM tenants WHERE id = $1", tenant_id) == 0
+    )
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM invitations WHERE tenant_id = $1", tenant_id
+        )
+        == 0
+    )
+    assert (
+        await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", spec.role_name)
+        is None
+    )
     assert await store.get(spec.secret_name) is None
 
 
 async def test_an_unreachable_database_is_reported_not_hidden(settings, store):
     from app.devstack import free_port
-    dead = settings.model_copy(update={
-        "migration_database_url": f"postgresql+asyncpg://x:y@127.0.0.1:{free_port()}/none"})
+
+    dead = settings.model_copy(
+        update={"migration_database_url": f"postgresql+asyncpg://x:y@127.0.0.1:{free_port()}/none"}
+    )
     reconciler = TenantReconciler(dead)
     try:
         outcome = await reconciler.reconcile(make_spec(), store, generation=3)
