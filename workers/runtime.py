@@ -145,9 +145,11 @@ class SqsConsumer:
             while not self.shutdown.requested:
                 free = self.settings.worker_concurrency - len(self.in_flight)
                 if free <= 0:
+                    stopping = asyncio.ensure_future(self.shutdown.event.wait())
                     await asyncio.wait(
-                        list(self.in_flight.values()), return_when=asyncio.FIRST_COMPLETED
+                        [*self.in_flight.values(), stopping], return_when=asyncio.FIRST_COMPLETED
                     )
+                    stopping.cancel()
                     continue
                 receive = asyncio.ensure_future(
                     sqs.receive_message(
@@ -164,7 +166,12 @@ class SqsConsumer:
                     receive.cancel()
                     break
                 self.last_poll = time.monotonic()
-                messages = receive.result().get("Messages", [])
+                try:
+                    messages = receive.result().get("Messages", [])
+                except Exception as exc:  # noqa: BLE001 - SQS unreachable: wait, try again
+                    log.warning("receive_failed", consumer=self.name, error=str(exc))
+                    await self.shutdown.sleep(1.0)
+                    continue
                 if not messages and self.stop_when_idle and not self.in_flight:
                     break
                 for message in messages:
