@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.models import AuditLog
+from app.caller import Caller
 from app.pagination import Page, after_cursor, page_of
 from app.request_meta import RequestMeta
 
@@ -35,6 +36,29 @@ def record(
     )
     session.add(row)
     return row
+
+
+def record_by(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    action: str,
+    meta: RequestMeta | None,
+    target_type: str,
+    target_id: object,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    """`record` for an action a signed-in caller took in their own tenant."""
+    return record(
+        session,
+        tenant_id=caller.tenant_id,
+        action=action,
+        meta=meta,
+        actor_user_id=caller.user_id,
+        target_type=target_type,
+        target_id=target_id,
+        details=details,
+    )
 
 
 async def list_audit_logs(

@@ -207,12 +207,11 @@ async def delete_post(
             raise Forbidden("Only the author, the space's coach or an ADMIN can delete a post.")
         post.deleted_at = datetime.now(UTC)
         post.deleted_by = caller.user_id
-        audit.record(
+        audit.record_by(
             session,
-            tenant_id=caller.tenant_id,
+            caller,
             action="post.deleted",
             meta=meta,
-            actor_user_id=caller.user_id,
             target_type="post",
             target_id=post_id,
             details={"space_id": str(post.space_id), "author_id": str(post.author_id)},

@@ -126,12 +126,11 @@ async def add_member(
         if await session.scalar(select(_is_member(space_id, user_id))):
             raise Conflict("Already a member of this space.")
         session.add(SpaceMember(tenant_id=caller.tenant_id, space_id=space_id, user_id=user_id))
-        audit.record(
+        audit.record_by(
             session,
-            tenant_id=caller.tenant_id,
+            caller,
             action="space.member_added",
             meta=meta,
-            actor_user_id=caller.user_id,
             target_type="space",
             target_id=space_id,
             details={"user_id": str(user_id)},
@@ -159,12 +158,11 @@ async def remove_member(
         )
         if result.rowcount == 0:  # type: ignore[attr-defined]
             raise NotFound("Member not found.")
-        audit.record(
+        audit.record_by(
             session,
-            tenant_id=caller.tenant_id,
+            caller,
             action="space.member_removed",
             meta=meta,
-            actor_user_id=caller.user_id,
             target_type="space",
             target_id=space_id,
             details={"user_id": str(user_id)},

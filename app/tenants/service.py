@@ -83,12 +83,11 @@ async def invite(
         )
         session.add(invitation)
         await session.flush()
-        audit.record(
+        audit.record_by(
             session,
-            tenant_id=tenant_id,
+            caller,
             action="member.invited",
             meta=meta,
-            actor_user_id=caller.user_id,
             target_type="invitation",
             target_id=invitation.id,
             details={"email": email, "role": role},
@@ -143,12 +142,11 @@ async def change_role(
             if (admins or 0) <= 1:
                 raise Conflict("An organisation needs at least one ADMIN.")
         membership.role = role
-        audit.record(
+        audit.record_by(
             session,
-            tenant_id=tenant_id,
+            caller,
             action="member.role_changed",
             meta=meta,
-            actor_user_id=caller.user_id,
             target_type="user",
             target_id=user_id,
             details={"from": previous, "to": role},
