@@ -23,7 +23,6 @@ def configure_logging(level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, kopf, sqlalchemy) to one JSON stream."""
     global _configured
     shared: list[structlog.typing.Processor] = [
-        structlog.stdlib.filter_by_level,  # drop disabled levels before any other work
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -31,7 +30,13 @@ def configure_logging(level: str = "INFO") -> None:
         _drop_secrets,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Our own loggers drop disabled levels before any other work; records from the
+        # standard library arrive already filtered by their logger.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -167,3 +167,21 @@ async def test_redis_down_behaviour_is_the_configured_choice(client, settings, f
             assert r.headers["content-type"] == PROBLEM
         ready = await c.get("/readyz")
         assert ready.status_code == 503 and "redis" in ready.json()["detail"]
+
+
+def test_standard_library_records_become_json_lines(capsys, settings):
+    from app.logging import configure_logging
+
+    configure_logging("INFO")
+    try:
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+        logging.getLogger("kopf.objects").warning("handler retried")
+    finally:
+        configure_logging(settings.log_level)
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    assert [(r["logger"], r["event"], r["level"]) for r in lines] == [
+        ("uvicorn.error", "Started server process [42]", "info"),
+        ("kopf.objects", "handler retried", "warning"),
+    ]
+    assert "Logging error" not in captured.err
