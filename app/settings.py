@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     operator_namespace: str = "courtside"  # where tenant credential Secrets are written
     operator_peering: str = ""  # empty: standalone (one replica)
     operator_priority: int = 0  # with peering: the highest priority works
+    operator_health_port: int = 8080  # kopf's liveness endpoint (/healthz)
     operator_resync_seconds: float = 60.0  # drift check interval
     operator_kube_url: str | None = None  # API server URL override (tests, kmock)
     operator_state_dir: str = ".courtside/tenants"  # `courtside tenants` without a cluster

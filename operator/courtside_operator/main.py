@@ -16,7 +16,7 @@ def operator_kwargs() -> dict[str, object]:
         "standalone": not peering,
         "peering_name": peering or None,
         "priority": settings.operator_priority,
-        "liveness_endpoint": "http://0.0.0.0:8080/healthz",
+        "liveness_endpoint": f"http://0.0.0.0:{settings.operator_health_port}/healthz",
     }
 
 

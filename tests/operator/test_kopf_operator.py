@@ -143,3 +143,58 @@ async def test_operator_reconciles_repairs_and_deletes_a_tenant(operator, superu
 
         await _until(gone)
     assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role) is None
+
+
+async def test_courtside_operator_command_runs_the_operator(cluster, services, superuser_conn):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from app.devstack import free_port
+
+    _, url = cluster
+    port = free_port()
+    env = {
+        **os.environ,
+        **services.env,
+        "OPERATOR_KUBE_URL": url,
+        "OPERATOR_HEALTH_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "operator"], env=env)
+    slug = f"cmd-{uuid.uuid4().hex[:8]}"
+    try:
+        async with httpx.AsyncClient() as client:
+
+            async def live():
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    return response.status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await _until(live)
+            created = await client.post(f"{url}{TENANTS}", json=manifest(slug))
+            assert created.status_code in (200, 201)
+
+            async def ready():
+                status = (await client.get(f"{url}{TENANTS}/{slug}")).json().get("status", {})
+                return any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in status.get("conditions", [])
+                )
+
+            await _until(ready)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            "tenant_" + slug.replace("-", "_"),
+        )
+        is True
+    )
