@@ -60,12 +60,17 @@ async def test_every_endpoint_is_404_for_ids_the_caller_cannot_see(
     assert space["name"] == "Squad"
     assert (
         await superuser_conn.fetchval(
-            "SELECT count(*) FROM posts WHERE body = 'intrusion' OR deleted_at IS NOT NULL"
+            "SELECT count(*) FROM posts WHERE space_id = $1::uuid"
+            " AND (body = 'intrusion' OR deleted_at IS NOT NULL)",
+            world["a_space"],
         )
         == 0
     )
     assert (
-        await superuser_conn.fetchval("SELECT count(*) FROM comments WHERE body = 'intrusion'") == 0
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM comments WHERE post_id = $1::uuid", world["a_post"]
+        )
+        == 0
     )
     assert (
         await superuser_conn.fetchval(

@@ -1,3 +1,4 @@
+import json
 import uuid
 
 import pytest
@@ -202,8 +203,6 @@ async def test_post_and_comment_write_outbox_events(client, club, superuser_conn
     )
     assert [r["event_type"] for r in rows] == ["post.created", "comment.created"]
     assert all(r["tenant_id"] == club["athlete"].tenant_id for r in rows)
-    import json
-
     created, commented = (json.loads(r["payload"]) for r in rows)
     assert created["space_id"] == club["space"] and created["event_id"]
     assert commented["comment_id"] == comment["id"]
@@ -211,23 +210,34 @@ async def test_post_and_comment_write_outbox_events(client, club, superuser_conn
 
 
 async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
-    client, club, db, superuser_conn, monkeypatch
+    client, club, db, superuser_conn
 ):
+    from sqlalchemy import event
+
     from app.caller import Caller
+    from app.events.models import OutboxEvent
     from app.posts import service
+    from app.posts.models import Post
     from app.tenants.models import Role
 
-    def failing_add_event(session, **kwargs):
-        raise RuntimeError("crash after the post insert")
-
-    monkeypatch.setattr(service, "add_event", failing_add_event)
     athlete = club["athlete"]
     caller = Caller(athlete.user_id, athlete.tenant_id, Role.ATHLETE)
+    flushed: list[type] = []
+
+    def crash_once_both_rows_are_in_the_database(session, _context):
+        # after_flush: the INSERTs have run inside the transaction; now the request fails.
+        written = {type(o) for o in session.new} | set(flushed)
+        flushed.extend(written)
+        if {Post, OutboxEvent} <= written:
+            raise RuntimeError("crash after the post and its event were inserted")
+
     async with db.session(athlete.tenant_id, athlete.user_id) as session:
-        with pytest.raises(RuntimeError):
+        event.listen(session.sync_session, "after_flush", crash_once_both_rows_are_in_the_database)
+        with pytest.raises(RuntimeError, match="crash after"):
             await service.create_post(
                 session, caller, space_id=uuid.UUID(club["space"]), body="never saved", media_ids=[]
             )
+    assert {Post, OutboxEvent} <= set(flushed)
     assert (
         await superuser_conn.fetchval("SELECT count(*) FROM posts WHERE body = 'never saved'") == 0
     )
@@ -241,8 +251,27 @@ async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
     )
 
 
+async def test_a_failed_comment_request_leaves_no_event(client, club, superuser_conn):
+    """A comment on a post that is gone fails as a whole: 404 and no comment.created."""
+    post = await create_post(client, club["athlete"], club["space"])
+    await client.delete(f"/posts/{post['id']}", headers=club["athlete"].headers)
+    response = await client.post(
+        f"/posts/{post['id']}/comments", headers=club["coach"].headers, json={"body": "late"}
+    )
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE aggregate_id = $1 "
+            "AND event_type = 'comment.created'",
+            post["id"],
+        )
+        == 0
+    )
+
+
 async def test_feed_query_uses_the_index_not_a_seq_scan(client, club, superuser_conn, runtime_conn):
-    from app.posts.service import _SPACE_FEED
+    from app.posts.service import _MEMBER_FEED, _SPACE_FEED
 
     athlete = club["athlete"]
     # A realistic shape: many tenants' posts in the table, a few thousand in this space.
@@ -278,5 +307,13 @@ async def test_feed_query_uses_the_index_not_a_seq_scan(client, club, superuser_
                 None,
             )
         )
+        member_plan = "\n".join(
+            r[0]
+            for r in await runtime_conn.fetch(
+                "EXPLAIN " + _MEMBER_FEED, athlete.user_id, 21, None, None
+            )
+        )
     assert "Seq Scan on posts" not in plan, plan
     assert "ix_posts_tenant_id_space_id_created_at" in plan, plan
+    assert "Seq Scan on posts" not in member_plan, member_plan
+    assert "ix_posts_tenant_id_space_id_created_at" in member_plan, member_plan
