@@ -77,6 +77,13 @@ async def _uuids_as_text(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog", format="text")
 
 
+async def keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool reset for connections used only through tenant_connection: all their state is
+    transaction-local (set_config(..., true)), and asyncpg still rolls back an open
+    transaction before calling this, so the default RESET ALL/UNLISTEN/CLOSE ALL round trip
+    per request buys nothing."""
+
+
 @asynccontextmanager
 async def tenant_connection(
     pool: asyncpg.Pool, tenant_id: uuid.UUID, user_id: uuid.UUID | None = None
@@ -152,6 +159,7 @@ class Database:
             max_size=size,
             server_settings=self._server_settings,
             init=_uuids_as_text,
+            reset=keep_session,
         )
 
     async def ping(self) -> None:

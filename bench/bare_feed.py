@@ -1,6 +1,7 @@
 """The baseline for bench/feed.py: bare Starlette + asyncpg running the product's own feed
 query inside the same tenant-scoped (RLS) transaction, with no auth, limits or framework."""
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.db import TENANT_CONTEXT_SQL
+from app.db import TENANT_CONTEXT_SQL, keep_session
 from app.posts.service import _SPACE_FEED
 
 pool: asyncpg.Pool
@@ -34,7 +35,9 @@ async def lifespan(_: Starlette) -> AsyncIterator[None]:
             "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
         )
 
-    pool = await asyncpg.create_pool(dsn, min_size=32, max_size=32, init=init)
+    # Same pool settings as the product's read pool (app/db.py: no per-release RESET).
+    pool = await asyncpg.create_pool(dsn, min_size=32, max_size=32, init=init, reset=keep_session)
+    gc.freeze()  # as the product does after startup (app/main.py)
     yield
     await pool.close()
 

@@ -317,3 +317,15 @@ async def test_feed_query_uses_the_index_not_a_seq_scan(client, club, superuser_
     assert "ix_posts_tenant_id_space_id_created_at" in plan, plan
     assert "Seq Scan on posts" not in member_plan, member_plan
     assert "ix_posts_tenant_id_space_id_created_at" in member_plan, member_plan
+
+
+async def test_feed_without_a_token_is_401_and_its_schema_stays_documented(client, app):
+    response = await client.get("/posts")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    operation = app.openapi()["paths"]["/posts"]["get"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert "HTTPBearer" in app.openapi()["components"]["securitySchemes"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("PageOut_PostOut_")
+    assert {p["name"] for p in operation["parameters"]} == {"space_id", "limit", "cursor"}

@@ -2,10 +2,18 @@ import uuid
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.security import HTTPBearer
 
 from app.db import tenant_connection
-from app.deps import CallerDep, MetaDep, ResourcesDep, TenantSessionDep
+from app.deps import (
+    CallerDep,
+    MetaDep,
+    TenantSessionDep,
+    current_caller,
+    get_request_meta,
+    get_resources,
+)
 from app.posts import service
 from app.posts.schemas import (
     CommentCreateIn,
@@ -21,19 +29,33 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=200)]
 
 
-@router.get("", response_model=PageOut[PostOut])
+# The feed is the hot path. Its route takes the Request and runs the caller checks itself
+# (the same current_caller: token, tenant policy, rate limits) instead of through four
+# nested dependencies: FastAPI's per-request dependency solving was a measured share of
+# its cost (bench/feed.py). The OpenAPI document still shows the bearer requirement.
+_bearer = HTTPBearer(auto_error=False)
+
+
+@router.get(
+    "",
+    response_model=PageOut[PostOut],
+    openapi_extra={"security": [{"HTTPBearer": []}]},
+)
 async def feed(
-    caller: CallerDep,
-    resources: ResourcesDep,
+    request: Request,
     space_id: uuid.UUID | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Response:
     """The caller's feed, newest first: one space (`space_id`) or all spaces they are in."""
+    resources = await get_resources(request)
+    caller = await current_caller(
+        resources, await get_request_meta(request), await _bearer(request)
+    )
     assert resources.read_pool is not None
     async with tenant_connection(resources.read_pool, caller.tenant_id, caller.user_id) as conn:
         page = await service.read_feed(conn, caller, space_id=space_id, limit=limit, cursor=cursor)
-    # The hot path: rows are already JSON-ready, so skip a second validation pass.
+    # Rows are already JSON-ready: skip a second validation pass (the schema stays documented).
     return Response(
         orjson.dumps({"items": page.items, "next_cursor": page.next_cursor}),
         media_type="application/json",
