@@ -242,7 +242,8 @@ def main() -> None:
         ratio = product[0] / bare[0] if bare[0] else 0.0
         print(
             "(req/s: mean of the rounds; p50: median; p99: worst round)\n"
-            "targets: ratio >= 0.5, p99 <= 50 ms"
+            f"targets: ratio >= 0.5 ({'met' if ratio >= 0.5 else 'MISSED'}), "
+            f"p99 <= 50 ms ({'met' if product[2] <= 50 else 'MISSED'})"
         )
         print(f"feed: {product[0]:.0f} req/s, p99 {product[2]:.1f} ms, ratio to bare {ratio:.2f}")
     finally:
