@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from app import devstack
-from app.dbadmin import bootstrap, migrate
+from app.dbadmin import bootstrap, drop_database, migrate
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,9 @@ class Stack:
             self._stop.append(redis)
             redis_url = redis.url
         database = f"courtside_bench_{os.getpid()}"
+        self.database = database
+        # On a server we didn't start, drop our database again at the end.
+        self._drop_database = bool(os.environ.get("TEST_DATABASE_URL"))
 
         def url(role: str) -> str:
             return (
@@ -91,6 +94,8 @@ class Stack:
     def close(self) -> None:
         for item in reversed(self._stop):
             item.stop()  # type: ignore[attr-defined]
+        if self._drop_database:
+            asyncio.run(drop_database(self.admin_url, self.database))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
