@@ -86,7 +86,8 @@ async def current_caller(
     if policy.suspended:
         raise TenantSuspended("This organisation's account is suspended.")
     if resources.settings.rate_limit_enabled:
-        await resources.limiter.check(
+        # Decided in-process, shared through Redis in the background (app/ratelimit.py).
+        await resources.limiter.admit(
             [
                 Bucket("ip", meta.ip, policy.per_ip),
                 Bucket("user", str(claims.user_id), policy.per_user),

@@ -37,7 +37,11 @@ class Resources:
             settings=settings,
             db=db,
             redis=redis,
-            limiter=RateLimiter(redis, fail_open=settings.rate_limit_fail_open),
+            limiter=RateLimiter(
+                redis,
+                fail_open=settings.rate_limit_fail_open,
+                sync_interval=settings.rate_limit_sync_interval_ms / 1000,
+            ),
             login_throttle=LoginThrottle(redis, settings),
             tenant_policies=TenantPolicyCache(db, settings),
             access_tokens=AccessTokenDecoder(settings),
@@ -48,8 +52,10 @@ class Resources:
             self.settings.database_url, size=self.settings.db_read_pool_size
         )
         self.tenant_policies.read_pool = self.read_pool
+        await self.limiter.start()
 
     async def close(self) -> None:
+        await self.limiter.close()
         if self.read_pool is not None:
             await self.read_pool.close()
         await self.redis.aclose()

@@ -223,8 +223,9 @@ def main() -> None:
             "PostgreSQL."
         )
         print(
-            "product path: JWT decode, tenant policy (cached), rate limits (one Redis "
-            "EVALSHA for IP/user/tenant), RLS transaction, query, JSON."
+            "product path: JWT decode (cached), tenant policy (cached), rate limits for "
+            "IP/user/tenant (decided in-process, charged to Redis every 50 ms), RLS "
+            "transaction, query, JSON."
         )
         bare_url, product_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{api_port}"
         load(wrk, bare_url, bare_lines, WARMUP_S)
