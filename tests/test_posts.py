@@ -62,6 +62,32 @@ async def test_limit_is_capped_at_100(client, club):
     response = await client.get("/posts", headers=club["athlete"].headers, params={"limit": 101})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
+    assert [e["loc"] for e in response.json()["errors"]] == [["query", "limit"]]
+
+
+async def test_bad_feed_query_is_a_422_naming_each_field(client, club):
+    response = await client.get(
+        "/posts",
+        headers=club["athlete"].headers,
+        params={"space_id": "not-a-uuid", "limit": "ten", "cursor": "c" * 201},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert sorted(tuple(e["loc"]) for e in response.json()["errors"]) == [
+        ("query", "cursor"),
+        ("query", "limit"),
+        ("query", "space_id"),
+    ]
+
+
+async def test_feed_query_parameters_are_documented(client):
+    spec = (await client.get("/openapi.json")).json()
+    feed = spec["paths"]["/posts"]["get"]
+    documented = {p["name"]: p for p in feed["parameters"]}
+    assert set(documented) == {"space_id", "limit", "cursor"}
+    assert all(p["in"] == "query" and not p["required"] for p in documented.values())
+    assert documented["limit"]["schema"]["maximum"] == 100
+    assert feed["security"] == [{"HTTPBearer": []}]
 
 
 async def test_pagination_neither_skips_nor_repeats_while_posts_arrive(client, club):

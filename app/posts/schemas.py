@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from app.schemas_common import PageOut, RequestBody, ResponseBody
 
@@ -17,6 +17,14 @@ class PostCreateIn(RequestBody):
 
 class CommentCreateIn(RequestBody):
     body: Body
+
+
+class FeedQuery(BaseModel):
+    space_id: uuid.UUID | None = Field(
+        None, description="One space's feed; all of yours if absent."
+    )
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200, description="`next_cursor` of the last page.")
 
 
 class PostOut(ResponseBody):
