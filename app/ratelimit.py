@@ -20,8 +20,8 @@ Two ways to check:
   its own copy, refreshed when it syncs its charges, so together they may admit up to N
   times a bucket's remaining allowance before all of them see it spent; every admission
   is still charged to Redis, so the excess is paid back by refusals afterwards and the
-  sustained rate holds. The Redis round
-  trip was a third of the feed's CPU per request (bench/feed.py).
+  sustained rate holds. The Redis round trip this saves was a third of the feed's CPU per
+  request (bench/feed.py).
 
 When Redis is unreachable the limiter fails open by default (RATE_LIMIT_FAIL_OPEN): the
 API stays available, `admit()` still limits each replica on its own copies, and the
