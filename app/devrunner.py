@@ -55,6 +55,10 @@ def run_dev(port: int | None = None) -> None:
         for service in reversed(started):
             service.stop()  # type: ignore[attr-defined]
 
+    # Ctrl-C and SIGTERM stop everything, from the first service on, even when started as a
+    # background job of a shell without job control (which leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     api_port = port or get_settings().port
     if devstack.port_in_use(api_port):
         sys.exit(
@@ -138,7 +142,6 @@ def run_dev(port: int | None = None) -> None:
             "Ctrl-C stops everything; data stays in .courtside/.\n",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         failed = [c.args for c in children if c.poll() is not None]
