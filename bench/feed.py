@@ -225,7 +225,8 @@ def main() -> None:
         print(
             "product path: JWT decode (cached), tenant policy (cached), rate limits for "
             "IP/user/tenant (decided in-process, charged to Redis every 50 ms), RLS "
-            "transaction, query, JSON."
+            "transaction, query, JSON, request id and Prometheus metrics; LOG_LEVEL=WARNING "
+            "for both servers, so no access-log line per request."
         )
         bare_url, product_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{api_port}"
         load(wrk, bare_url, bare_lines, WARMUP_S)
