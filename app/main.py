@@ -52,6 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Multi-tenant backend for coaching: spaces, posts, media, scheduling.",
         lifespan=lifespan,
+        # Metrics are our own Prometheus ones (app/observability.py) and no OpenTelemetry
+        # provider is configured; FastAPI's own hooks would still look for one on every
+        # request (a few % of the feed's cost, bench/feed.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
