@@ -43,6 +43,9 @@ def _start(state_dir, port):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As a background job of a shell without job control starts it: SIGINT ignored.
+        # Ctrl-C (SIGINT) must still stop everything.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
 
 
