@@ -235,23 +235,25 @@ class RateLimiter:
     async def sync(self) -> None:
         """Charge Redis with what this process admitted since the last sync; adopt the
         global state it answers with; drop buckets idle for `idle_seconds`."""
-        dirty, self._dirty = list(self._dirty), set()
-        for start in range(0, len(dirty), _SYNC_BATCH):
-            keys = dirty[start : start + _SYNC_BATCH]
-            charges = []
-            for key in keys:
-                state = self._local.get(key)
-                charges.append(state.pending_ms if state else 0.0)
-                if state:
-                    state.pending_ms = 0.0
+        keys, charges = list(self._dirty), []
+        self._dirty = set()
+        for key in keys:
+            state = self._local.get(key)
+            charges.append(state.pending_ms if state else 0.0)
+            if state:
+                state.pending_ms = 0.0
+        for start in range(0, len(keys), _SYNC_BATCH):
+            batch = keys[start : start + _SYNC_BATCH]
             try:
-                tats = await self._charge_script(keys=keys, args=[_now_ms(), *charges])
+                tats = await self._charge_script(
+                    keys=batch, args=[_now_ms(), *charges[start : start + _SYNC_BATCH]]
+                )
             except (RedisError, OSError) as exc:
                 # The charges are dropped, not retried: replaying minutes of them at once
                 # would lock clients out after an outage. Local limiting held meanwhile.
                 self._backend_failed(exc)
-                return
-            self._adopt(keys, tats)
+                break
+            self._adopt(batch, tats)
         if time.monotonic() >= self._next_eviction:
             self._evict()
 
