@@ -6,21 +6,51 @@ import importlib
 import inspect
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
+    from app.settings import Settings
+
+
+def _settings() -> "Settings":
+    """The process's settings, or exit with what is wrong with them (never their values)."""
+    from pydantic import ValidationError
+
+    from app.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        sys.exit(
+            "courtside: invalid settings\n"
+            + "\n".join(_problem(e) for e in exc.errors(include_input=False))
+        )
+
+
+def _problem(error: "ErrorDetails") -> str:
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{'.'.join(map(str, error['loc'])).upper()}: {message}" if error["loc"] else message
 
 
 def _api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from app.settings import get_settings
+    from app.observability import serve_metrics
 
-    settings = get_settings()
+    settings = _settings()
+    serve_metrics(settings.metrics_port, args.host)
+    trusted_proxies = settings.forwarded_allow_ips
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=args.host,
         port=args.port or settings.port,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        # X-Forwarded-For is read only from these addresses (the ingress), taking the
+        # right-most address they didn't add; with none listed it is ignored altogether.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies,
         access_log=False,
         log_config=None,
         loop="uvloop",
@@ -33,9 +63,8 @@ def _api(args: argparse.Namespace) -> None:
 
 def _migrate(args: argparse.Namespace) -> None:
     from app.dbadmin import bootstrap, migrate
-    from app.settings import get_settings
 
-    settings = get_settings()
+    settings = _settings()
     admin_url = args.bootstrap or os.environ.get("DATABASE_ADMIN_URL")
     if admin_url:
         asyncio.run(bootstrap(admin_url, settings))
@@ -45,21 +74,19 @@ def _migrate(args: argparse.Namespace) -> None:
 
 def _seed(_: argparse.Namespace) -> None:
     from app.seed import seed_demo
-    from app.settings import get_settings
 
-    tenant_id = asyncio.run(seed_demo(get_settings()))
+    tenant_id = asyncio.run(seed_demo(_settings()))
     print(f"demo tenant ready: {tenant_id}")
 
 
 def _worker(args: argparse.Namespace) -> None:
     from app.logging import configure_logging
-    from app.settings import get_settings
     from workers import WORKERS
 
     if args.name not in WORKERS:
         sys.exit(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
     module_name, _, function_name = WORKERS[args.name].partition(":")
-    settings = get_settings()
+    settings = _settings()
     configure_logging(settings.log_level)
     run = getattr(importlib.import_module(module_name), function_name)
     if args.once and "once" not in inspect.signature(run).parameters:
@@ -69,13 +96,13 @@ def _worker(args: argparse.Namespace) -> None:
 
 def _aws_init(_: argparse.Namespace) -> None:
     from app.aws import ensure_resources
-    from app.settings import get_settings
 
-    for name, url in asyncio.run(ensure_resources(get_settings())).items():
+    for name, url in asyncio.run(ensure_resources(_settings())).items():
         print(f"{name}: {url}")
 
 
 def _operator(_: argparse.Namespace) -> None:
+    _settings()  # refuse to start on bad settings before kopf takes over
     try:
         from courtside_operator.main import run_operator
     except ImportError as exc:

@@ -123,14 +123,16 @@ def run_dev(port: int | None = None) -> None:
 
         exe = [sys.executable, "-m", "app.cli"]
         children.append(subprocess.Popen([*exe, "api"]))  # noqa: S603
-        for index, name in enumerate(sorted(WORKERS)):
+        # The API's metrics take METRICS_PORT; each worker the next one up.
+        for index, name in enumerate(sorted(WORKERS), start=1):
             worker_env = {**os.environ, "METRICS_PORT": str(settings.metrics_port + index)}
             children.append(subprocess.Popen([*exe, "worker", name], env=worker_env))  # noqa: S603
 
         api = f"http://localhost:{settings.port}"
         print(
             "\nCourtside is running:\n"
-            f"  API            {api}   (docs {api}/docs)\n"
+            f"  API            {api}   (docs {api}/docs, "
+            f"metrics http://localhost:{settings.metrics_port}/metrics)\n"
             f"  PostgreSQL     {settings.database_url.split('@')[-1]}\n"
             f"  Redis          {settings.redis_url}\n"
             f"  S3/SQS (moto)  {settings.aws_endpoint_url}\n"

@@ -52,6 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Multi-tenant backend for coaching: spaces, posts, media, scheduling.",
         lifespan=lifespan,
+        # For developers; production publishes no route map unless API_DOCS=true.
+        openapi_url="/openapi.json" if settings.serves_api_docs else None,
+        docs_url="/docs" if settings.serves_api_docs else None,
+        redoc_url="/redoc" if settings.serves_api_docs else None,
         # Metrics are our own Prometheus ones (app/observability.py) and no OpenTelemetry
         # provider is configured; FastAPI's own hooks would still look for one on every
         # request (a few % of the feed's cost, bench/feed.py).

@@ -1,4 +1,5 @@
-"""Request context (request id, access log) and Prometheus metrics, as one ASGI middleware.
+"""Request context (request id, access log) and Prometheus metrics, as one ASGI middleware,
+and the metrics' own server.
 
 Pure ASGI rather than BaseHTTPMiddleware: it runs on every request, including the hot feed.
 """
@@ -6,9 +7,10 @@ Pure ASGI rather than BaseHTTPMiddleware: it runs on every request, including th
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("courtside_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -22,6 +24,22 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNMATCHED_ROUTE = "<unmatched>"
 access_log = structlog.get_logger("courtside.access")
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> Callable[[], None]:  # noqa: S104
+    """Serve Prometheus metrics on their own port, in a thread; returns a stop function.
+
+    Not on the public app: the ingress routes only the API port, and the chart's
+    NetworkPolicy lets only Prometheus reach this one.
+    """
+    server, thread = start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    return stop
 
 
 class RequestContextMiddleware:

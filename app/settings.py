@@ -1,19 +1,34 @@
 """All configuration, read from the environment (and an optional .env file)."""
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Outside development, a secret shorter than this, or one of the public placeholders (the
+# defaults below, .env.example, values-dev.yaml all say "change-me"), refuses to start.
+MIN_SECRET_BYTES = 32
+PUBLIC_SECRET_MARKER = "change-me"  # noqa: S105 - the marker of a non-secret
+# The role passwords `make dev` and the test harness use (role name = password).
+DEFAULT_DB_PASSWORDS = frozenset({"courtside_app", "courtside_owner", "courtside_relay"})
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Errors never echo their input: it holds secrets and database passwords.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
     port: int = 3000
+    # Prometheus /metrics of the API and the workers: its own port, never the public one.
     metrics_port: int = 9100
+    # /docs, /redoc and /openapi.json; unset: served except in production.
+    api_docs: bool | None = None
 
     # The runtime role: NOSUPERUSER, NOBYPASSRLS, owns nothing. Used by the API and workers.
     database_url: str = "postgresql+asyncpg://courtside_app:courtside_app@localhost:5432/courtside"
@@ -110,8 +125,72 @@ class Settings(BaseSettings):
     smtp_port: int = 1025
     smtp_from: str = "Courtside <no-reply@courtside.local>"
 
-    # Trust X-Forwarded-For from these proxies (the ingress); empty trusts none.
+    # Trust X-Forwarded-For from these proxies (the ingress): IPs or CIDRs, comma-separated;
+    # empty trusts none. "*" is refused: it would let any client pick its own address.
     forwarded_allow_ips: str = ""
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _trusted_proxies_are_addresses(cls, value: str) -> str:
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"FORWARDED_ALLOW_IPS entry {entry!r} is not an IP address or CIDR; list "
+                    'only the ingress controller\'s addresses ("*" would trust every client).'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_public_secrets(self) -> Self:
+        """Outside development, refuse to start with secrets anyone can read in this repo."""
+        if self.environment == "development":
+            return self
+        problems = [
+            problem
+            for name, value, default in (
+                ("JWT_ACCESS_SECRET", self.jwt_access_secret, _DEFAULT_ACCESS_SECRET),
+                ("JWT_REFRESH_SECRET", self.jwt_refresh_secret, _DEFAULT_REFRESH_SECRET),
+            )
+            if (problem := _secret_problem(name, value.get_secret_value(), default))
+        ]
+        # The test harness shares cluster-wide database roles across runs, so only
+        # production insists on its own role passwords.
+        if self.environment == "production":
+            for name, url in (
+                ("DATABASE_URL", self.database_url),
+                ("MIGRATION_DATABASE_URL", self.migration_database_url),
+                ("RELAY_DATABASE_URL", self.relay_database_url),
+            ):
+                if urlsplit(url).password in DEFAULT_DB_PASSWORDS:
+                    problems.append(
+                        f"{name} uses a well-known default password; give the role its own."
+                    )
+        if problems:
+            raise ValueError(
+                f"refusing to start with ENVIRONMENT={self.environment}:\n  - "
+                + "\n  - ".join(problems)
+            )
+        return self
+
+    @property
+    def serves_api_docs(self) -> bool:
+        return self.environment != "production" if self.api_docs is None else self.api_docs
+
+
+_DEFAULT_ACCESS_SECRET = Settings.model_fields["jwt_access_secret"].default.get_secret_value()
+_DEFAULT_REFRESH_SECRET = Settings.model_fields["jwt_refresh_secret"].default.get_secret_value()
+
+
+def _secret_problem(name: str, value: str, default: str) -> str | None:
+    if value == default:
+        return f"{name} is not set (its built-in default is public: anyone could sign tokens)."
+    if PUBLIC_SECRET_MARKER in value.lower():
+        return f"{name} is a public placeholder; set it to random bytes."
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"{name} is shorter than {MIN_SECRET_BYTES} bytes; set it to random bytes."
+    return None
 
 
 @lru_cache

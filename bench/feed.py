@@ -198,6 +198,7 @@ def main() -> None:
             "RATE_LIMIT_MAX_PER_TENANT": "100000000",
             "RATE_LIMIT_BURST": "1000000",
             "DB_READ_POOL_SIZE": str(CONNECTIONS),
+            "METRICS_PORT": str(free_port()),  # the API serves its metrics on their own port
         }
         # For profiling: e.g. BENCH_API_ENV="RATE_LIMIT_ENABLED=false" to see a part's cost.
         generous.update(

@@ -8,6 +8,7 @@ AWS_ENDPOINT_URL   an S3+SQS endpoint (moto) to use; else moto's server starts.
 
 import asyncio
 import os
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,12 +84,16 @@ def start_services(workdir: Path) -> Services:
         "S3_BUCKET": f"courtside-test-{run_id}",
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(smtp.port),
+        # Outside development the app refuses public or short secrets: real random ones.
+        "JWT_ACCESS_SECRET": secrets.token_urlsafe(48),
+        "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
         # Generous limits: tests that exercise limits build their own app with low ones.
         "RATE_LIMIT_MAX_PER_IP": "100000",
         "RATE_LIMIT_MAX_PER_USER": "100000",
         "RATE_LIMIT_MAX_PER_TENANT": "100000",
         "RATE_LIMIT_BURST": "10000",
         "TENANT_POLICY_CACHE_SECONDS": "0.2",
+        "MEMBERSHIP_CACHE_SECONDS": "0.2",
         "OPERATOR_RESYNC_SECONDS": "1",
         "OPERATOR_NAMESPACE": "courtside",
     }

@@ -1,4 +1,4 @@
-"""Cross-cutting behaviour: health, metrics, request ids, problem+json, rate limits."""
+"""Cross-cutting behaviour: health, metrics, docs, request ids, problem+json, rate limits."""
 
 import asyncio
 import json
@@ -10,8 +10,10 @@ from asgi_lifespan import LifespanManager
 
 from app.devstack import free_port
 from app.main import create_app
+from app.observability import serve_metrics
 from tests.conftest import random_client_ip
 from tests.factories import register_tenant
+from tests.test_secrets import production
 
 PROBLEM = "application/problem+json"
 
@@ -24,12 +26,24 @@ async def test_liveness_and_readiness(client):
 async def test_metrics_count_requests_by_route_template(client):
     admin = await register_tenant(client)
     await client.get(f"/tenants/{admin.tenant_id}", headers=admin.headers)
-    text = (await client.get("/metrics")).text
+    port = free_port()
+    stop = serve_metrics(port, "127.0.0.1")
+    try:
+        async with httpx.AsyncClient() as scraper:
+            text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        stop()
     assert (
         'courtside_http_requests_total{method="GET",route="/tenants/{tenant_id}",status="200"}'
     ) in text
     assert str(admin.tenant_id) not in text
     assert "courtside_http_request_duration_seconds_bucket" in text
+
+
+async def test_the_public_app_serves_no_metrics(client):
+    """Metrics name routes, tenants' traffic and limiter state: only Prometheus gets them,
+    on METRICS_PORT (tests/test_api_server.py runs the real server)."""
+    assert (await client.get("/metrics")).status_code == 404
 
 
 async def test_every_response_carries_a_request_id(client):
@@ -73,6 +87,14 @@ async def test_openapi_is_3_1_and_lists_the_endpoints(client):
     assert (await client.get("/docs")).status_code == 200
 
 
+@pytest.mark.parametrize("api_docs, expected", [(None, 404), (True, 200)])
+async def test_production_publishes_no_docs_unless_asked(settings, api_docs, expected):
+    application = create_app(production(log_level=settings.log_level, api_docs=api_docs))
+    async with _client_for(application) as c:
+        for path in ("/openapi.json", "/docs", "/redoc"):
+            assert (await c.get(path)).status_code == expected, path
+
+
 @pytest.fixture
 async def limited_app(settings):
     """An app with small limits; its own Redis keys are per client IP, user and tenant."""
@@ -108,6 +130,14 @@ async def test_rate_limiter_returns_429_with_retry_after_past_the_limit(limited_
     async with _client_for(limited_app) as other_ip:
         r = await other_ip.post("/auth/login", json={"email": "x@example.com", "password": "pw"})
         assert r.status_code == 401  # other clients are unaffected
+
+
+async def test_readiness_is_rate_limited_per_client_address(limited_app):
+    async with _client_for(limited_app) as c:
+        statuses = [(await c.get("/readyz")).status_code for _ in range(6)]
+        assert statuses[0] == 200 and statuses[-1] == 429
+    async with _client_for(limited_app) as other_ip:
+        assert (await other_ip.get("/readyz")).status_code == 200
 
 
 async def test_per_tenant_override_is_enforced_within_seconds(client, app, superuser_conn):
@@ -166,7 +196,9 @@ async def test_redis_down_behaviour_is_the_configured_choice(client, settings, f
         if expected != 200:
             assert r.headers["content-type"] == PROBLEM
         ready = await c.get("/readyz")
-        assert ready.status_code == 503 and "redis" in ready.json()["detail"]
+        # Not ready, and nothing more for whoever asks (the log says what failed).
+        assert ready.status_code == 503 and ready.headers["content-type"] == PROBLEM
+        assert "redis" not in ready.text.lower()
 
 
 def test_standard_library_records_become_json_lines(capsys, settings):

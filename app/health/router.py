@@ -1,12 +1,15 @@
 import asyncio
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import structlog
+from fastapi import APIRouter, Depends
 
-from app.deps import ResourcesDep
+from app.deps import ResourcesDep, ip_rate_limit
 from app.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
+log = structlog.get_logger("courtside.health")
+
+# Prometheus metrics are not here: they are served on METRICS_PORT (app/observability.py).
 
 
 @router.get("/healthz")
@@ -15,7 +18,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+# Reachable through the ingress and it touches PostgreSQL and Redis: limited per client
+# address like login, and it says only ready or not (what failed goes to the log).
+@router.get("/readyz", dependencies=[Depends(ip_rate_limit)])
 async def readyz(resources: ResourcesDep) -> dict[str, str]:
     """Readiness: PostgreSQL and Redis answer."""
     checks = {"database": resources.db.ping(), "redis": resources.redis.ping()}
@@ -24,10 +29,6 @@ async def readyz(resources: ResourcesDep) -> dict[str, str]:
     )
     failed = [name for name, r in zip(checks, results, strict=True) if isinstance(r, BaseException)]
     if failed:
-        raise ServiceUnavailable(f"Not ready: {', '.join(failed)} unreachable.")
+        log.warning("not_ready", unreachable=failed)
+        raise ServiceUnavailable("Not ready.")
     return {"status": "ready"}
-
-
-@router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
