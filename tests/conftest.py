@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from app.db import Database
 from app.main import create_app
 from app.settings import Settings, get_settings
+from tests import factories
 from tests.harness import Services, start_services
 
 
@@ -18,6 +19,7 @@ from tests.harness import Services, start_services
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     started = start_services(tmp_path_factory.mktemp("services"))
     get_settings.cache_clear()
+    factories.use_mailbox(started.smtp.messages)  # factories read mail as users do
     yield started
     started.stop()
 

@@ -1,7 +1,12 @@
-"""Test data made through the public API, as clients would."""
+"""Test data made through the public API, as clients would (reading mail as users do)."""
 
+import asyncio
+import re
+import time
 import uuid
 from dataclasses import dataclass
+from email.message import Message
+from urllib.parse import unquote
 
 import httpx
 
@@ -37,11 +42,64 @@ def _account(email: str, password: str, body: dict) -> Account:
     )
 
 
-async def register_tenant(client: httpx.AsyncClient, name: str = "Club") -> Account:
-    email, password = unique_email("admin"), "correct horse battery"
+# What the suite's SMTP server received (the `services` fixture points this at it).
+MAILBOX: list[Message] = []
+
+
+def use_mailbox(messages: list[Message]) -> None:
+    global MAILBOX
+    MAILBOX = messages
+
+
+def mails_to(email: str) -> list[Message]:
+    return [m for m in list(MAILBOX) if str(m["To"]).lower() == email.lower()]
+
+
+def mail_body(message: Message) -> str:
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(message.get_content_charset() or "utf-8")
+
+
+def token_in(message: Message) -> str:
+    found = re.search(r"[?&]token=([A-Za-z0-9._~%-]+)", mail_body(message))
+    assert found, mail_body(message)
+    return unquote(found.group(1))
+
+
+async def next_mail(email: str, subject: str, *, seen: int = 0, timeout: float = 10) -> Message:
+    """The first mail to `email` whose subject contains `subject`, after the first `seen`
+    mails to that address; waits for it (SMTP hands it over on another thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        matching = [m for m in mails_to(email)[seen:] if subject in str(m["Subject"])]
+        if matching:
+            return matching[0]
+        assert time.monotonic() < deadline, f"no mail {subject!r} to {email}"
+        await asyncio.sleep(0.02)
+
+
+SIGN_UP_SUBJECT = "finish signing up"
+INVITATION_SUBJECT = "invited to"
+RESET_SUBJECT = "Reset your Courtside password"
+
+
+async def start_sign_up(client: httpx.AsyncClient, email: str, name: str = "Club") -> str:
+    """Register `email` and return the token mailed to it."""
+    seen = len(mails_to(email))
     response = await client.post(
-        "/auth/register",
-        json={"email": email, "password": password, "name": "Admin", "tenant_name": name},
+        "/auth/register", json={"email": email, "name": "Admin", "tenant_name": name}
+    )
+    assert response.status_code == 202, response.text
+    return token_in(await next_mail(email, SIGN_UP_SUBJECT, seen=seen))
+
+
+async def register_tenant(client: httpx.AsyncClient, name: str = "Club") -> Account:
+    """A new tenant and its ADMIN, signed up and verified through the mailed link."""
+    email, password = unique_email("admin"), "correct horse battery"
+    token = await start_sign_up(client, email, name)
+    response = await client.post(
+        "/auth/register/verify", json={"token": token, "password": password}
     )
     assert response.status_code == 201, response.text
     return _account(email, password, response.json())
@@ -50,13 +108,18 @@ async def register_tenant(client: httpx.AsyncClient, name: str = "Club") -> Acco
 async def invite(
     client: httpx.AsyncClient, admin: Account, role: str, email: str | None = None
 ) -> dict:
+    """The invitation as the API returns it, plus the `token` the invitee was mailed."""
+    email = email or unique_email(role.lower())
+    seen = len(mails_to(email))
     response = await client.post(
         f"/tenants/{admin.tenant_id}/invite",
         headers=admin.headers,
-        json={"email": email or unique_email(role.lower()), "role": role},
+        json={"email": email, "role": role},
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    return response.json() | {
+        "token": token_in(await next_mail(email, INVITATION_SUBJECT, seen=seen))
+    }
 
 
 async def add_member(client: httpx.AsyncClient, admin: Account, role: str) -> Account:

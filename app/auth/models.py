@@ -26,6 +26,8 @@ class User(Base):
         UUID(as_uuid=True), ForeignKey("tenants.id", ondelete="SET NULL")
     )
     email_notifications: Mapped[bool] = mapped_column(default=True, server_default="true")
+    # Set by a password reset: refresh tokens issued before it no longer work.
+    password_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at()
 
 

@@ -1,17 +1,90 @@
-from fastapi import APIRouter, Depends, Response, status
+import hashlib
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import service
-from app.auth.schemas import AcceptInvitationIn, LoginIn, RefreshIn, RegisterIn, TokenPairOut
-from app.deps import MetaDep, ResourcesDep, ip_rate_limit
+from app.auth.schemas import (
+    AcceptedOut,
+    AcceptInvitationIn,
+    ForgotPasswordIn,
+    LoginIn,
+    RefreshIn,
+    RegisterIn,
+    ResetPasswordIn,
+    TokenPairOut,
+    VerifyEmailIn,
+)
+from app.caller import Caller
+from app.deps import MetaDep, ResourcesDep, current_caller, ip_rate_limit
+from app.errors import RateLimited
+from app.mail import Mail, deliver
+from app.ratelimit import Bucket, Limit
+from app.resources import Resources
 
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[Depends(ip_rate_limit)])
+log = structlog.get_logger(__name__)
+_optional_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
+
+SIGN_UP_SENT = "Check your inbox: we sent a link to finish signing up."
+RESET_SENT = "If this address has an account, we sent it a link to reset the password."
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=TokenPairOut)
-async def register(body: RegisterIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
-    """Create an organisation (tenant) and its first ADMIN."""
-    pair = await service.register(resources.db, resources.settings, body, meta)
+async def _mail_later(resources: Resources, background: BackgroundTasks, mail: Mail | None) -> None:
+    """Send after the response, so its time and any SMTP failure don't show in the answer;
+    at most AUTH_MAILS_PER_ADDRESS_PER_HOUR per address, so we can't be used to flood one."""
+    if mail is None:
+        return
+    s = resources.settings
+    n = max(1, s.auth_mails_per_address_per_hour)
+    per_address = Limit(n, 3600, burst=n - 1)
+    recipient = hashlib.sha256(mail.to.encode()).hexdigest()[:32]
+    try:
+        await resources.limiter.check([Bucket("auth-mail", recipient, per_address)])
+    except RateLimited:
+        log.warning("mail_dropped_over_limit", kind=mail.kind)
+        return
+    background.add_task(deliver, s, mail)
+
+
+@router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedOut)
+async def register(
+    body: RegisterIn, resources: ResourcesDep, background: BackgroundTasks
+) -> AcceptedOut:
+    """Start creating an organisation (tenant) and its first ADMIN: a link to finish is
+    mailed to the address. The answer is the same whether or not the address has an
+    account (its owner is told by mail)."""
+    mail = await service.register(resources.db, resources.settings, body)
+    await _mail_later(resources, background, mail)
+    return AcceptedOut(detail=SIGN_UP_SENT)
+
+
+@router.post("/register/verify", status_code=status.HTTP_201_CREATED, response_model=TokenPairOut)
+async def verify_email(body: VerifyEmailIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
+    """Finish signing up with the mailed token and a password; signs the new ADMIN in."""
+    pair = await service.verify_email(resources.db, resources.settings, body, meta)
     return TokenPairOut.model_validate(pair)
+
+
+@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedOut)
+async def forgot_password(
+    body: ForgotPasswordIn, resources: ResourcesDep, background: BackgroundTasks
+) -> AcceptedOut:
+    """Mail a password-reset link if the address has an account; the same answer if not."""
+    mail = await service.forgot_password(resources.db, resources.settings, body.email)
+    await _mail_later(resources, background, mail)
+    return AcceptedOut(detail=RESET_SENT)
+
+
+@router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
+async def reset_password(body: ResetPasswordIn, resources: ResourcesDep, meta: MetaDep) -> Response:
+    """Set a new password with the mailed token (once); earlier sessions stop refreshing."""
+    await service.reset_password(
+        resources.db, resources.settings, resources.login_throttle, body, meta
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/login", response_model=TokenPairOut)
@@ -35,11 +108,28 @@ async def logout(body: RefreshIn, resources: ResourcesDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+async def optional_caller(
+    resources: ResourcesDep,
+    meta: MetaDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_optional_bearer)],
+) -> Caller | None:
+    """The signed-in caller if a bearer token came with the request (checked as usual)."""
+    if credentials is None:
+        return None
+    return await current_caller(resources, meta, credentials)
+
+
 @router.post(
     "/invitations/accept", status_code=status.HTTP_201_CREATED, response_model=TokenPairOut
 )
 async def accept_invitation(
-    body: AcceptInvitationIn, resources: ResourcesDep, meta: MetaDep
+    body: AcceptInvitationIn,
+    resources: ResourcesDep,
+    meta: MetaDep,
+    caller: Annotated[Caller | None, Depends(optional_caller)],
 ) -> TokenPairOut:
-    pair = await service.accept_invitation(resources.db, resources.settings, body, meta)
+    """Join an organisation with the mailed invitation token: as the signed-in account the
+    invitation is addressed to (bearer token, no password), or as a new account choosing
+    its password."""
+    pair = await service.accept_invitation(resources.db, resources.settings, body, caller, meta)
     return TokenPairOut.model_validate(pair)

@@ -10,11 +10,38 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0
 
 
 class RegisterIn(RequestBody):
+    """Step one of sign-up: nothing is created until the address is proven (step two)."""
+
     email: EmailStr
-    password: Password
     name: Annotated[str, Field(min_length=1, max_length=200)]
     tenant_name: Annotated[str, Field(min_length=1, max_length=200)]
     tenant_slug: Slug | None = None
+
+
+# A mailed, signed token: a sign-up one carries the form, so it is longer than the others.
+MailedToken = Annotated[str, Field(min_length=10, max_length=4096)]
+
+
+class VerifyEmailIn(RequestBody):
+    """Step two: the token from the sign-up mail, and the password the user chooses."""
+
+    token: MailedToken
+    password: Password
+
+
+class ForgotPasswordIn(RequestBody):
+    email: EmailStr
+
+
+class ResetPasswordIn(RequestBody):
+    token: MailedToken
+    password: Password
+
+
+class AcceptedOut(ResponseBody):
+    """The same answer whatever the address: what happens next is told by mail."""
+
+    detail: str
 
 
 class LoginIn(RequestBody):
@@ -29,8 +56,11 @@ class RefreshIn(RequestBody):
 
 
 class AcceptInvitationIn(RequestBody):
+    """A new account chooses its password here; an existing one signs in instead and sends
+    its access token (then no password)."""
+
     token: Annotated[str, Field(min_length=10, max_length=512)]
-    password: Password
+    password: Password | None = None
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 

@@ -1,4 +1,9 @@
-"""Registration, login, refresh-token rotation, logout and invitation acceptance."""
+"""Sign-up, login, password reset, refresh-token rotation, logout and invitation acceptance.
+
+Nothing here tells a caller whether an address has an account: sign-up and forgotten
+password answer the same for every address and say the rest by mail, to whoever reads it;
+a failed login does the same work for a known and an unknown address.
+"""
 
 import asyncio
 import re
@@ -8,13 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin import service as audit
+from app.auth import email_tokens, emails
 from app.auth.models import RefreshToken, User
-from app.auth.schemas import AcceptInvitationIn, LoginIn, RegisterIn
+from app.auth.schemas import (
+    AcceptInvitationIn,
+    LoginIn,
+    RegisterIn,
+    ResetPasswordIn,
+    VerifyEmailIn,
+)
 from app.auth.security import (
     AccessClaims,
     OpaqueToken,
@@ -23,8 +35,18 @@ from app.auth.security import (
     verify_password,
 )
 from app.auth.throttle import LoginThrottle
+from app.caller import Caller
 from app.db import Database
-from app.errors import Conflict, Gone, NotFound, TenantSuspended, Unauthorized
+from app.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    TenantSuspended,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.mail import Mail
 from app.request_meta import RequestMeta
 from app.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
@@ -91,30 +113,48 @@ def _slugify(name: str) -> str:
     return f"{base}-{secrets.token_hex(3)}"
 
 
-async def register(
-    db: Database, settings: Settings, data: RegisterIn, meta: RequestMeta
-) -> TokenPair:
-    """Create a tenant and its first ADMIN, and sign them in."""
-    tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
-    password_hash = await asyncio.to_thread(hash_password, data.password)
+async def register(db: Database, settings: Settings, data: RegisterIn) -> Mail:
+    """Start a sign-up: the mail to send, a link that finishes it (verify_email) or, when
+    the address already has an account, a note to its owner. Creates nothing and hashes
+    nothing, so it costs the same for every address and a squatter gets no identity."""
     email = data.email.lower()
+    async with db.transaction() as session:
+        existing = await find_user_by_email(session, email)
+    if existing is not None:
+        return emails.already_registered(settings, email)
+    form = email_tokens.SignUp(email, data.name, data.tenant_name, data.tenant_slug)
+    return emails.sign_up(
+        settings, email, data.tenant_name, email_tokens.sign_up_token(settings, form)
+    )
+
+
+async def verify_email(
+    db: Database, settings: Settings, data: VerifyEmailIn, meta: RequestMeta
+) -> TokenPair:
+    """Finish a sign-up with the mailed token: create the tenant and its first ADMIN with
+    the password chosen now, and sign them in. The token is spent once the user exists."""
+    form = email_tokens.read_sign_up_token(settings, data.token)
+    async with db.transaction() as session:
+        if await find_user_by_email(session, form.email):
+            raise Conflict("This email already has an account; sign in instead.")
+    # Argon2 only for a holder of a valid token, i.e. whoever reads that mailbox.
+    password_hash = await asyncio.to_thread(hash_password, data.password)
+    tenant_id, user_id = uuid.uuid4(), uuid.uuid4()
     try:
         async with db.transaction(tenant_id, user_id) as session:
-            if await find_user_by_email(session, email):
-                raise Conflict("An account with this email already exists; sign in instead.")
             session.add(
                 Tenant(
                     id=tenant_id,
-                    slug=data.tenant_slug or _slugify(data.tenant_name),
-                    name=data.tenant_name,
+                    slug=form.tenant_slug or _slugify(form.tenant_name),
+                    name=form.tenant_name,
                 )
             )
             await session.flush()
             session.add(
                 User(
                     id=user_id,
-                    email=email,
-                    name=data.name,
+                    email=form.email,
+                    name=form.name,
                     password_hash=password_hash,
                     default_tenant_id=tenant_id,
                 )
@@ -137,9 +177,67 @@ async def register(
         raise Conflict("That email or organisation slug is already taken.") from exc
 
 
+async def forgot_password(db: Database, settings: Settings, email: str) -> Mail | None:
+    """The reset mail to send, or None for an address without an account (the caller
+    answers the same either way)."""
+    email = email.lower()
+    async with db.transaction() as session:
+        user = await find_user_by_email(session, email)
+    if user is None:
+        return None
+    token = email_tokens.password_reset_token(settings, user.id, user.password_hash)
+    return emails.password_reset(settings, email, token)
+
+
+async def reset_password(
+    db: Database,
+    settings: Settings,
+    throttle: LoginThrottle,
+    data: ResetPasswordIn,
+    meta: RequestMeta,
+) -> None:
+    """Set a new password with a mailed reset token. The token works once (it is bound to
+    the password it was issued for), and every refresh token issued before dies."""
+    reset = email_tokens.read_password_reset_token(settings, data.token)
+    async with db.transaction(None, reset.user_id) as session:
+        user = await session.get(User, reset.user_id)
+        if user is None or not reset.matches(settings, user.password_hash):
+            raise Gone("This link was already used; ask for a new one.")
+    password_hash = await asyncio.to_thread(hash_password, data.password)
+    async with db.transaction(None, reset.user_id) as session:
+        user = await session.scalar(select(User).where(User.id == reset.user_id).with_for_update())
+        if user is None or not reset.matches(settings, user.password_hash):
+            raise Gone("This link was already used; ask for a new one.")
+        user.password_hash = password_hash
+        # The database's clock, the one refresh_tokens.created_at is stamped with.
+        user.password_changed_at = func.now()
+        email, tenant_id = user.email, user.default_tenant_id
+    if tenant_id is not None:
+        async with db.transaction(tenant_id, reset.user_id) as session:
+            # Sessions in other tenants can no longer refresh (_password_changed_since);
+            # here, where the user landed, they end at once, access tokens included.
+            await session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.user_id == reset.user_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=func.now())
+            )
+            audit.record(
+                session,
+                tenant_id=tenant_id,
+                action="auth.password_reset",
+                meta=meta,
+                actor_user_id=reset.user_id,
+                target_type="user",
+                target_id=reset.user_id,
+            )
+    # Proven owner: this address may guess no more, but it is no longer a suspect either.
+    await throttle.record_success(email, meta.ip)
+
+
 async def login(
     db: Database, settings: Settings, throttle: LoginThrottle, data: LoginIn, meta: RequestMeta
 ) -> TokenPair:
+    """Sign in with a password: the one place a password is checked, under the throttle."""
     email = data.email.lower()
     await throttle.check(email, meta.ip)
     async with db.transaction() as session:
@@ -162,20 +260,15 @@ async def login(
                 )
                 await throttle.record_success(email, meta.ip)
                 return pair
+    # The same work for a known and an unknown address (no audit row: that write, and its
+    # time, happened only for known ones). The log line is for operators, not the caller.
     await throttle.record_failure(email, meta.ip)
-    log.info("login_failed", known_user=user is not None, ip=meta.ip)
-    if user is not None and user.default_tenant_id is not None:
-        async with db.transaction(user.default_tenant_id, user.id) as session:
-            audit.record(
-                session,
-                tenant_id=user.default_tenant_id,
-                action="auth.login_failed",
-                meta=meta,
-                actor_user_id=user.id,
-                target_type="user",
-                target_id=user.id,
-                details={"reason": "bad_password" if not password_ok else "no_membership"},
-            )
+    log.info(
+        "login_failed",
+        user_id=str(user.id) if user else None,
+        reason="bad_password" if not password_ok else "no_membership",
+        ip=meta.ip,
+    )
     raise Unauthorized(BAD_CREDENTIALS)
 
 
@@ -192,7 +285,12 @@ async def refresh(db: Database, settings: Settings, raw_token: str, meta: Reques
         )
         if row is None:
             raise Unauthorized("The refresh token is invalid.")
-        if row.used_at is None and row.revoked_at is None and row.expires_at > now:
+        if (
+            row.used_at is None
+            and row.revoked_at is None
+            and row.expires_at > now
+            and not await _password_changed_since(session, row)
+        ):
             membership = await session.scalar(
                 select(TenantMembership).where(TenantMembership.user_id == row.user_id)
             )
@@ -223,6 +321,13 @@ async def refresh(db: Database, settings: Settings, raw_token: str, meta: Reques
     raise Unauthorized("The refresh token is no longer valid; sign in again.")
 
 
+async def _password_changed_since(session: AsyncSession, row: RefreshToken) -> bool:
+    # A password reset ends every session from before it, in every tenant, without having
+    # to reach each tenant's refresh_tokens rows.
+    changed = await session.scalar(select(User.password_changed_at).where(User.id == row.user_id))
+    return changed is not None and row.created_at <= changed
+
+
 async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datetime) -> None:
     await session.execute(
         update(RefreshToken)
@@ -246,18 +351,30 @@ async def logout(db: Database, settings: Settings, raw_token: str) -> None:
 
 
 async def accept_invitation(
-    db: Database, settings: Settings, data: AcceptInvitationIn, meta: RequestMeta
+    db: Database,
+    settings: Settings,
+    data: AcceptInvitationIn,
+    caller: Caller | None,
+    meta: RequestMeta,
 ) -> TokenPair:
-    """Join the inviting tenant: a new account, or an existing one proven by its password."""
+    """Join the inviting tenant with the mailed token. An address that already has an
+    account joins signed in as that account (`caller`, from any tenant; no password);
+    a new one chooses its password here (the mailed token proved the address)."""
     token = OpaqueToken.parse(data.token)
     digest = token.digest(settings)
     async with db.transaction(token.tenant_id) as session:
         invitation = await _open_invitation(session, digest)
         existing = await find_user_by_email(session, invitation.email)
-    if existing is not None:
-        if not await asyncio.to_thread(verify_password, existing.password_hash, data.password):
-            raise Unauthorized("This email already has an account; use its password.")
-        user_id, password_hash = existing.id, None
+    if caller is not None:
+        if data.password is not None:
+            raise ValidationFailed("Signed in: accept without a password.")
+        if existing is None or existing.id != caller.user_id:
+            raise Forbidden("This invitation is for another email address.")
+        user_id, password_hash = caller.user_id, None
+    elif existing is not None:
+        raise Unauthorized("This email already has an account: sign in, then accept.")
+    elif data.password is None:
+        raise ValidationFailed("Choose a password for your new account.")
     else:
         user_id = uuid.uuid4()
         password_hash = await asyncio.to_thread(hash_password, data.password)

@@ -34,16 +34,39 @@ async def invite(
     settings: SettingsDep,
     meta: MetaDep,
 ) -> InvitationOut:
-    """Invite someone by email (ADMIN only). The token is single-use and expires."""
-    invitation, token = await service.invite(
-        session, settings, caller, tenant_id, body.email, body.role, meta
+    """Invite someone by email (ADMIN only). The single-use, expiring token is mailed to
+    them and never returned here."""
+    sent = await service.invite(session, settings, caller, tenant_id, body.email, body.role, meta)
+    return _invitation_out(sent)
+
+
+@router.post(
+    "/{tenant_id}/invitations/{invitation_id}/resend",
+    response_model=InvitationOut,
+)
+async def resend_invitation(
+    tenant_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    caller: AdminDep,
+    session: TenantSessionDep,
+    settings: SettingsDep,
+    meta: MetaDep,
+) -> InvitationOut:
+    """Mail an open invitation again with a new token (ADMIN only); the old token dies."""
+    sent = await service.resend_invitation(
+        session, settings, caller, tenant_id, invitation_id, meta
     )
+    return _invitation_out(sent)
+
+
+def _invitation_out(sent: service.InvitationSent) -> InvitationOut:
+    invitation = sent.invitation
     return InvitationOut(
         id=invitation.id,
         email=invitation.email,
         role=Role(invitation.role),
         expires_at=invitation.expires_at,
-        token=token,
+        email_sent=sent.email_sent,
     )
 
 

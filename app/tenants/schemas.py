@@ -25,8 +25,9 @@ class InvitationOut(ResponseBody):
     email: str
     role: Role
     expires_at: datetime
-    # Shown once, to the inviting admin, to pass on (the notifications worker emails it).
-    token: str
+    # The token is mailed to the invitee only. False: the SMTP server didn't take the mail;
+    # POST …/invitations/{id}/resend sends it again with a new token.
+    email_sent: bool
 
 
 class MemberOut(ResponseBody):

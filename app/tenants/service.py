@@ -8,10 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin import service as audit
+from app.auth import emails
 from app.auth.models import User
 from app.auth.security import OpaqueToken
 from app.caller import Caller
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Gone, NotFound
+from app.mail import deliver
 from app.pagination import Page, after_cursor, page_of
 from app.request_meta import RequestMeta
 from app.settings import Settings
@@ -52,6 +54,13 @@ async def get_tenant(session: AsyncSession, caller: Caller, tenant_id: uuid.UUID
     return tenant
 
 
+@dataclass(frozen=True)
+class InvitationSent:
+    invitation: Invitation
+    # Whether the SMTP server took the mail; if not, resend_invitation() tries again.
+    email_sent: bool
+
+
 async def invite(
     session: AsyncSession,
     settings: Settings,
@@ -60,8 +69,10 @@ async def invite(
     email: str,
     role: Role,
     meta: RequestMeta | None,
-) -> tuple[Invitation, str]:
-    """Create a single-use, expiring invitation; returns it with its one-time token."""
+) -> InvitationSent:
+    """Create a single-use, expiring invitation and mail its token to the invitee, after
+    the commit. The token goes nowhere else: not to the inviting admin (who could use it
+    to act as the invitee) and not into any table (only its HMAC is stored)."""
     _same_tenant(caller, tenant_id)
     email = email.lower()
     token = OpaqueToken.new(tenant_id)
@@ -73,6 +84,7 @@ async def invite(
         )
         if already is not None:
             raise Conflict("That person is already a member.")
+        tenant_name = await session.scalar(select(Tenant.name).where(Tenant.id == tenant_id))
         invitation = Invitation(
             tenant_id=tenant_id,
             email=email,
@@ -92,7 +104,47 @@ async def invite(
             target_id=invitation.id,
             details={"email": email, "role": role},
         )
-    return invitation, token.value
+    mail = emails.invitation(settings, email, tenant_name or "", role, token.value)
+    return InvitationSent(invitation, await deliver(settings, mail))
+
+
+async def resend_invitation(
+    session: AsyncSession,
+    settings: Settings,
+    caller: Caller,
+    tenant_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    meta: RequestMeta | None,
+) -> InvitationSent:
+    """Mail an open invitation again with a new token (the old one stops working) and a
+    new expiry: for a mail that was lost or never sent."""
+    _same_tenant(caller, tenant_id)
+    token = OpaqueToken.new(tenant_id)
+    async with session.begin():
+        invitation = await session.scalar(
+            select(Invitation).where(Invitation.id == invitation_id).with_for_update()
+        )
+        if invitation is None:
+            raise NotFound("Invitation not found.")
+        if invitation.accepted_at is not None:
+            raise Gone("This invitation has already been used.")
+        tenant_name = await session.scalar(select(Tenant.name).where(Tenant.id == tenant_id))
+        invitation.token_hash = token.digest(settings)
+        invitation.expires_at = datetime.now(UTC) + timedelta(
+            seconds=settings.invitation_ttl_seconds
+        )
+        audit.record_by(
+            session,
+            caller,
+            action="member.invitation_resent",
+            meta=meta,
+            target_type="invitation",
+            target_id=invitation.id,
+        )
+    mail = emails.invitation(
+        settings, invitation.email, tenant_name or "", invitation.role, token.value
+    )
+    return InvitationSent(invitation, await deliver(settings, mail))
 
 
 async def list_members(

@@ -1,0 +1,42 @@
+"""Sending one mail over SMTP: the boundary where a mail provider plugs in."""
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiosmtplib
+import structlog
+
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+    # What the mail is for ("invitation", "password_reset", …): logged instead of the body,
+    # which may carry a token.
+    kind: str
+
+
+async def send(settings: Settings, mail: Mail) -> None:
+    """Hand the mail to the SMTP server; raises if it doesn't take it."""
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message.set_content(mail.body)
+    await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10)
+
+
+async def deliver(settings: Settings, mail: Mail) -> bool:
+    """Send, logging a failure instead of raising; returns whether the server took it."""
+    try:
+        await send(settings, mail)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        log.warning("mail_not_sent", kind=mail.kind, error=type(exc).__name__)
+        return False
+    log.info("mail_sent", kind=mail.kind)
+    return True
