@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     outbox_batch_size: int = 100
     outbox_max_attempts: int = 8
     outbox_poll_seconds: float = 1.0
-    outbox_retention_hours: int = 72
+    # Sent events are deleted after this. Consumers refuse a message whose row is gone, so
+    # keep it above the queues' and DLQs' MessageRetentionPeriod (SQS default: 4 days).
+    outbox_retention_hours: int = 168
     # Event type -> queue names ("notifications", "media"); unrouted events are marked sent.
     event_routes: dict[str, list[str]] = {
         "post.created": ["notifications"],

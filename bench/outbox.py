@@ -22,6 +22,7 @@ import asyncpg  # noqa: E402
 
 from app import aws, devstack  # noqa: E402
 from app.db import Database  # noqa: E402
+from app.events.envelope import Envelope  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import Stack  # noqa: E402
 from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn  # noqa: E402
@@ -151,7 +152,7 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
             return None
 
         async def consume(message) -> None:  # noqa: ANN001
-            event = Event.from_body(message["Body"])
+            event = Envelope.from_body(message["Body"])
             await apply_once(db, "bench", event, effect)
             lags.append(time.perf_counter() - committed[str(event.id)])
 

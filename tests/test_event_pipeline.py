@@ -11,14 +11,17 @@ import uuid
 import aioboto3
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from app import aws
+from app.db import TENANT_CONTEXT_SQL
 from app.devstack import free_port
+from app.events.envelope import Envelope
 from app.events.outbox import add_event
 from tests.factories import create_club, create_post, register_tenant
 from workers.notifications import CONSUMER, NotificationsHandler
 from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn
-from workers.runtime import Event, Shutdown, SqsConsumer
+from workers.runtime import Shutdown, SqsConsumer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -126,6 +129,48 @@ def _relay(settings, sqs, pool):
     return OutboxRelay(
         settings, Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url}), pool
     )
+
+
+async def _send(sqs, url, body):
+    await sqs.send_message(QueueUrl=url, MessageBody=body)
+
+
+async def _envelope_of(superuser_conn, post_id) -> Envelope:
+    row = await superuser_conn.fetchrow(
+        "SELECT id, tenant_id, event_type FROM outbox_events "
+        "WHERE aggregate_id = $1 AND event_type = 'post.created'",
+        post_id,
+    )
+    return Envelope(row["id"], row["tenant_id"], row["event_type"])
+
+
+async def _stage_as_runtime_role(conn, tenant_id, event_type, payload) -> uuid.UUID:
+    """What the runtime role (or a tenant's own database role) can write in its tenant:
+    an outbox row with any payload at all."""
+    async with conn.transaction():
+        await conn.execute(TENANT_CONTEXT_SQL, str(tenant_id), "")
+        return await conn.fetchval(
+            "INSERT INTO outbox_events (tenant_id, event_type, aggregate_type, aggregate_id, "
+            "payload) VALUES ($1, $2, 'x', 'x', $3::jsonb) RETURNING id",
+            tenant_id,
+            event_type,
+            json.dumps(payload),
+        )
+
+
+def _rejected() -> float:
+    labels = {"consumer": CONSUMER, "outcome": "rejected"}
+    return REGISTRY.get_sample_value("courtside_worker_messages_total", labels) or 0.0
+
+
+async def _queue_empty(sqs, url) -> bool:
+    counts = (
+        await sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )
+    )["Attributes"]
+    return all(int(v) == 0 for v in counts.values())
 
 
 @pytest.fixture
@@ -326,23 +371,168 @@ async def test_failed_publishes_back_off_and_end_dead(
     )
 
 
+# --- Forged and misdirected events: the envelope comes from the outbox row only -------
+
+
+@pytest.mark.parametrize("key", ["tenant_id", "event_id", "type"])
+async def test_add_event_refuses_a_payload_carrying_an_envelope_key(
+    client, db, superuser_conn, key
+):
+    attacker = await register_tenant(client)
+    claims = {"tenant_id": str(uuid.uuid4()), "event_id": str(uuid.uuid4()), "type": "x"}
+    with pytest.raises(ValueError, match="envelope keys"):
+        async with db.transaction(attacker.tenant_id) as session:
+            add_event(
+                session,
+                tenant_id=attacker.tenant_id,
+                event_type="post.created",
+                aggregate_type="post",
+                aggregate_id=uuid.uuid4(),
+                payload={"space_id": str(uuid.uuid4()), key: claims[key]},
+            )
+    assert (
+        await superuser_conn.fetchval(
+            "SELECT count(*) FROM outbox_events WHERE tenant_id = $1", attacker.tenant_id
+        )
+        == 0
+    )
+
+
+async def test_the_relay_sends_the_rows_envelope_whatever_the_payload_claims(
+    client, sqs, pipeline_settings, relay_pool, empty_outbox, runtime_conn
+):
+    attacker, victim = await register_tenant(client), await register_tenant(client)
+    claims = {"tenant_id": str(victim.tenant_id), "event_id": str(uuid.uuid4()), "type": "y"}
+    event_id = await _stage_as_runtime_role(
+        runtime_conn, attacker.tenant_id, "post.created", claims
+    )
+    assert await _relay(pipeline_settings, sqs, relay_pool).drain() == 1
+    [message] = await _messages(sqs, pipeline_settings.sqs_notifications_queue_url)
+    assert json.loads(message["Body"]) == {
+        "event_id": str(event_id),
+        "type": "post.created",
+        "tenant_id": str(attacker.tenant_id),
+    }
+
+
+async def test_an_event_whose_payload_names_another_tenant_acts_only_in_its_own(
+    client, db, sqs, pipeline_settings, relay_pool, empty_outbox, runtime_conn, superuser_conn
+):
+    attacker = await register_tenant(client)
+    victim = await create_club(client, others=())
+    victim_tenant = victim["admin"].tenant_id
+    event_id = await _stage_as_runtime_role(
+        runtime_conn,
+        attacker.tenant_id,
+        "post.created",
+        {
+            "tenant_id": str(victim_tenant),
+            "event_id": str(uuid.uuid4()),
+            "type": "post.created",
+            "space_id": victim["space"],
+            "author_id": str(attacker.user_id),
+        },
+    )
+    assert await _relay(pipeline_settings, sqs, relay_pool).drain() == 1
+
+    async def applied_in_the_attackers_tenant():
+        return await superuser_conn.fetchval(
+            "SELECT count(*) FROM processed_events WHERE tenant_id = $1 AND event_id = $2",
+            attacker.tenant_id,
+            event_id,
+        )
+
+    await _consume_until(pipeline_settings, db, applied_in_the_attackers_tenant)
+    for table in ("notifications", "processed_events"):
+        assert (
+            await superuser_conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = $1",
+                victim_tenant,
+            )
+            == 0
+        )
+    for who in ("coach", "athlete"):
+        assert await _notifications(client, victim[who]) == []
+
+
+async def test_forged_messages_are_refused_counted_and_deleted_and_the_worker_goes_on(
+    client, db, sqs, queue, pipeline_settings, relay_pool, empty_outbox, superuser_conn
+):
+    victim = await create_club(client, others=())
+    other = await create_club(client, others=())
+    victim_tenant, other_tenant = victim["admin"].tenant_id, other["admin"].tenant_id
+    real = await _envelope_of(
+        superuser_conn, (await create_post(client, other["athlete"], other["space"]))["id"]
+    )
+    # The attacker holds only sqs:SendMessage. Each body also carries a payload naming the
+    # victim's space, in both the old (top-level) and a nested shape, for a consumer that
+    # would read it.
+    lure = {"space_id": victim["space"], "author_id": str(uuid.uuid4())}
+    lure |= {"post_author_id": str(other["coach"].user_id), "payload": dict(lure)}
+
+    def forged(event_id, tenant_id, event_type):
+        envelope = json.loads(Envelope(event_id, tenant_id, event_type).to_body())
+        return json.dumps({**lure, **envelope})
+
+    rejected_before = _rejected()
+    for body in (
+        forged(uuid.uuid4(), victim_tenant, "post.created"),  # made-up event
+        forged(real.id, victim_tenant, "post.created"),  # another tenant's event replayed
+        forged(real.id, other_tenant, "comment.created"),  # a real event, another type
+        "{not json",
+        json.dumps({"event_id": "nope", "tenant_id": str(victim_tenant), "type": "x"}),
+    ):
+        await _send(sqs, queue["url"], body)
+    # Afterwards, real events of both tenants, through the relay.
+    legit_post = await create_post(client, victim["athlete"], victim["space"])
+    legit = await _envelope_of(superuser_conn, legit_post["id"])
+    assert await _relay(pipeline_settings, sqs, relay_pool).drain() == 2
+
+    async def forged_refused_and_real_ones_applied():
+        return (
+            _rejected() - rejected_before == 5
+            and len(await _notifications(client, victim["coach"])) == 1
+            and len(await _notifications(client, other["coach"])) == 1
+            and await _queue_empty(sqs, queue["url"])
+        )
+
+    await _consume_until(pipeline_settings, db, forged_refused_and_real_ones_applied)
+    notified = await superuser_conn.fetch(
+        "SELECT tenant_id, event_id, kind FROM notifications WHERE tenant_id = ANY($1::uuid[])",
+        [victim_tenant, other_tenant],
+    )
+    assert sorted((r["tenant_id"], r["event_id"], r["kind"]) for r in notified) == sorted(
+        [(victim_tenant, legit.id, "post.created"), (other_tenant, real.id, "post.created")]
+    )
+    applied = await superuser_conn.fetch(
+        "SELECT tenant_id, event_id FROM processed_events WHERE tenant_id = ANY($1::uuid[])",
+        [victim_tenant, other_tenant],
+    )
+    assert sorted((r["tenant_id"], r["event_id"]) for r in applied) == sorted(
+        [(victim_tenant, legit.id), (other_tenant, real.id)]
+    )
+    assert await _queue_empty(sqs, queue["dlq"])  # deleted, not retried into the DLQ
+
+
 async def test_poison_message_goes_to_the_dlq_without_blocking_others(
     client, club, db, sqs, queue, pipeline_settings, superuser_conn
 ):
     settings = pipeline_settings.model_copy(update={"sqs_visibility_timeout": 1})
-    poison = {
-        "event_id": str(uuid.uuid4()),
-        "tenant_id": str(club["admin"].tenant_id),
-        "type": "no.such.event",
-    }
-    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(poison))
-    post = await create_post(client, club["athlete"], club["space"])
-    good = json.loads(
-        await superuser_conn.fetchval(
-            "SELECT payload::text FROM outbox_events WHERE aggregate_id = $1", post["id"]
+    tenant_id = club["admin"].tenant_id
+    # A real event whose handler fails every time: no notification exists for its type.
+    async with db.transaction(tenant_id) as session:
+        poison = add_event(
+            session,
+            tenant_id=tenant_id,
+            event_type="no.such.event",
+            aggregate_type="x",
+            aggregate_id="x",
+            payload={},
         )
-    )
-    await sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps(good))
+    await _send(sqs, queue["url"], Envelope(poison.id, tenant_id, "no.such.event").to_body())
+    post = await create_post(client, club["athlete"], club["space"])
+    good = await _envelope_of(superuser_conn, post["id"])
+    await _send(sqs, queue["url"], good.to_body())
 
     async def coach_notified():
         return len(await _notifications(client, club["coach"])) == 1
@@ -358,7 +548,7 @@ async def test_poison_message_goes_to_the_dlq_without_blocking_others(
 
     await _consume_until(settings, db, both, timeout=60)
     dead = await _messages(sqs, queue["dlq"])
-    assert [json.loads(m["Body"])["type"] for m in dead] == ["no.such.event"]
+    assert [json.loads(m["Body"])["event_id"] for m in dead] == [str(poison.id)]
 
 
 async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_seconds):
@@ -369,7 +559,7 @@ async def _shut_down_during_a_job(settings, queue, sqs, *, job_seconds, grace_se
     )
     started, finished = asyncio.Event(), []
 
-    async def job(event: Event) -> None:
+    async def job(event: Envelope) -> None:
         started.set()
         await asyncio.sleep(job_seconds)
         finished.append(event.id)

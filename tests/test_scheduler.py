@@ -21,10 +21,11 @@ async def test_outbox_cleanup_deletes_only_old_sent_events(
     rows = await superuser_conn.fetch(
         "INSERT INTO outbox_events (tenant_id, event_type, aggregate_type, aggregate_id, "
         "payload, status, sent_at) VALUES "
-        "($1, 'x', 'x', 'old', '{}', 'sent', now() - interval '100 hours'), "
+        "($1, 'x', 'x', 'old', '{}', 'sent', now() - make_interval(hours => $2)), "
         "($1, 'x', 'x', 'new', '{}', 'sent', now()), "
-        "($1, 'x', 'x', 'dead', '{}', 'dead', now() - interval '100 hours') RETURNING id",
+        "($1, 'x', 'x', 'dead', '{}', 'dead', now() - make_interval(hours => $2)) RETURNING id",
         admin.tenant_id,
+        settings.outbox_retention_hours + 1,
     )
     cleanup = next(job for job in JOBS if job.name == "outbox-cleanup")
     assert await run_job_once(relay_conn, settings, cleanup) >= 1

@@ -1,5 +1,7 @@
 """Media worker: `media.process` jobs. Checks the uploaded object in S3 and records what it
-found on the media asset (size, content type, ready/failed), once per event.
+found on the media asset (size, content type, ready/failed), once per event, in the
+tenant of the outbox row the message points at and for the asset that row's payload names
+(workers/runtime.py refuses messages no row vouches for).
 
 Transcoding with ffmpeg belongs to the media-upload feature, which will extend
 `process_asset`; the queueing, idempotency, scaling and shutdown behaviour are already
@@ -16,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import aws
 from app.db import Database
+from app.events.envelope import Envelope
 from app.media.models import MediaAsset
 from app.settings import Settings
-from workers.runtime import Event, Shutdown, SqsConsumer, apply_once, serve_health
+from workers.runtime import Event, Rejected, Shutdown, SqsConsumer, apply_once, serve_health
 
 log = structlog.get_logger(__name__)
 CONSUMER = "media"
@@ -50,9 +53,9 @@ class MediaHandler:
         self.db = db
         self.s3 = s3
 
-    async def __call__(self, event: Event) -> None:
-        if event.type != "media.process":
-            raise ValueError(f"media worker got {event.type!r}")
+    async def __call__(self, envelope: Envelope) -> None:
+        if envelope.type != "media.process":
+            raise Rejected(f"the media worker takes media.process only, not {envelope.type!r}")
 
         async def effect(session: AsyncSession, event: Event) -> None:
             status = await process_asset(
@@ -60,7 +63,7 @@ class MediaHandler:
             )
             log.info("media_processed", media_id=event.payload["media_id"], status=status)
 
-        await apply_once(self.db, CONSUMER, event, effect)
+        await apply_once(self.db, CONSUMER, envelope, effect)
 
 
 async def run(settings: Settings, *, once: bool = False) -> None:

@@ -1,11 +1,13 @@
 """Notifications worker: in-app notifications and email for post, comment and session
-events, each applied once per event (processed_events)."""
+events, each applied once per event (processed_events), in the tenant of the outbox row the
+message points at and from that row's payload (workers/runtime.py refuses the rest)."""
 
 import time
 
 import structlog
 
 from app.db import Database
+from app.events.envelope import Envelope
 from app.notifications import service
 from app.settings import Settings
 from workers.runtime import Event, Shutdown, SqsConsumer, apply_once, serve_health
@@ -19,7 +21,7 @@ class NotificationsHandler:
         self.settings = settings
         self.db = db
 
-    async def __call__(self, event: Event) -> None:
+    async def __call__(self, envelope: Envelope) -> None:
         async def effect(session, event: Event) -> None:  # noqa: ANN001
             await service.notify(
                 session,
@@ -29,12 +31,13 @@ class NotificationsHandler:
                 payload=event.payload,
             )
 
-        applied = await apply_once(self.db, CONSUMER, event, effect)
+        applied = await apply_once(self.db, CONSUMER, envelope, effect)
         if not applied:
-            log.info("duplicate_event_skipped", event_id=str(event.id), type=event.type)
-        # Also after a duplicate: finishes emails a crashed attempt left unsent.
-        async with self.db.session(event.tenant_id) as session:
-            await service.send_pending_emails(session, self.settings, event.id)
+            log.info("duplicate_event_skipped", event_id=str(envelope.id), type=envelope.type)
+        # Also after a duplicate: finishes emails a crashed attempt left unsent. (A refused
+        # message never gets here: apply_once raised.)
+        async with self.db.session(envelope.tenant_id) as session:
+            await service.send_pending_emails(session, self.settings, envelope.id)
 
 
 async def run(settings: Settings) -> None:

@@ -6,6 +6,12 @@ claim. A crash after publishing and before the commit leaves the rows pending, s
 published again: delivery is at least once, and consumers apply effects once
 (processed_events).
 
+A message is the event's envelope only — {"event_id", "type", "tenant_id"}, all three read
+from the row's columns (app/events/envelope.py). The payload stays in the row: consumers
+load the row by id in the envelope's tenant and refuse a message no row vouches for
+(workers/runtime.py), so a payload can never redirect an event to another tenant, and a
+message forged by anyone able to SendMessage points at nothing.
+
 Ordering: the queues are SQS *standard* queues, so per-aggregate order is not preserved
 end to end. Consumers tolerate reordering instead: every event carries the full state its
 handler needs, and the handlers (notifications) don't depend on the order of events. FIFO
@@ -27,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import make_url
 
 from app import aws
+from app.events.envelope import Envelope
 from app.settings import Settings
 from workers.runtime import Shutdown, serve_health
 
@@ -39,7 +46,7 @@ BACKLOG = Gauge("courtside_outbox_backlog", "Pending events")
 OLDEST_AGE = Gauge("courtside_outbox_oldest_pending_seconds", "Age of the oldest pending event")
 
 _CLAIM = """
-SELECT id, event_type, payload::text AS payload, attempts FROM outbox_events
+SELECT id, tenant_id, event_type, attempts FROM outbox_events
 WHERE status = 'pending' AND available_at <= now()
 ORDER BY created_at
 LIMIT $1
@@ -132,8 +139,9 @@ class OutboxRelay:
                 return stats
             by_queue: dict[str, list[tuple[str, str]]] = {}
             for row in rows:
+                body = Envelope(row["id"], row["tenant_id"], row["event_type"]).to_body()
                 for queue in self.routes.get(row["event_type"], []):
-                    by_queue.setdefault(queue, []).append((str(row["id"]), row["payload"]))
+                    by_queue.setdefault(queue, []).append((str(row["id"]), body))
             failed: set[str] = set()
             for queue, events in by_queue.items():
                 failed |= await self.publisher.publish(queue, events)

@@ -4,10 +4,30 @@ consumer loop with idempotent effects.
 Delivery is at least once (SQS standard queues, and the relay may publish an event again
 after a crash); effects are applied once because each handler inserts
 processed_events(consumer, event_id) in the same transaction as its effect.
+
+A message is trusted for nothing but a pointer (app/events/envelope.py). `apply_once`
+opens a transaction in the tenant the envelope names — RLS shows it that tenant's rows
+only — loads the outbox row by the envelope's id, and refuses the message unless the row
+exists there with the envelope's type; the handler then runs with the row's payload, never
+the message's. A forged message (anyone holding sqs:SendMessage), a real event id replayed
+under another tenant, or a changed type is therefore refused: logged (`message_rejected`,
+with the SQS SenderId), counted as outcome "rejected" in courtside_worker_messages_total,
+and deleted. Deleting rather than leaving it for the dead-letter queue is deliberate: the
+relay sends only committed rows, so a message without its row can never become valid on a
+retry, and retrying would only let forged messages fill the DLQ, hide real poison messages
+there, and be redriven by a well-meaning operator. A handler that fails on a real event
+still leaves the message to be retried and, after maxReceiveCount, dead-lettered.
+
+Retention: the scheduler deletes sent outbox rows after OUTBOX_RETENTION_HOURS, and a
+message whose row is gone is refused like a forged one. The retention must therefore stay
+above the longest a message can live: the MessageRetentionPeriod of the queues and of
+their DLQs (SQS counts a dead-lettered message's age from its first enqueue; the default
+is 4 days, and the 7-day default retention leaves 3 days of margin). A DLQ message
+redriven after the retention is refused, not applied: replay such an event by inserting a
+new outbox row instead.
 """
 
 import asyncio
-import json
 import signal
 import time
 import uuid
@@ -18,14 +38,19 @@ from typing import Any
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import aws
 from app.db import Database
+from app.events.envelope import Envelope, MalformedEnvelope
+from app.events.models import OutboxEvent
 from app.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# What a consumer logs about each message it receives (SenderId: who sent a rejected one).
+_ATTRIBUTES = ["ApproximateReceiveCount", "SenderId", "SentTimestamp"]
 
 MESSAGES = Counter("courtside_worker_messages_total", "Messages handled", ["consumer", "outcome"])
 HANDLER_SECONDS = Histogram("courtside_worker_handler_seconds", "Handler latency", ["consumer"])
@@ -73,17 +98,18 @@ async def serve_health(port: int, ready: Callable[[], Awaitable[bool]]) -> web.A
     return runner
 
 
+class Rejected(Exception):
+    """A message no outbox row of its tenant vouches for: refused, counted and deleted."""
+
+
 @dataclass(frozen=True)
 class Event:
+    """An event as a handler sees it: the checked envelope and the outbox row's payload."""
+
     id: uuid.UUID
     tenant_id: uuid.UUID
     type: str
     payload: dict[str, Any]
-
-    @classmethod
-    def from_body(cls, body: str) -> "Event":
-        data = json.loads(body)
-        return cls(uuid.UUID(data["event_id"]), uuid.UUID(data["tenant_id"]), data["type"], data)
 
 
 Handler = Callable[[AsyncSession, Event], Awaitable[None]]
@@ -95,16 +121,30 @@ _CLAIM = text(
 )
 
 
-async def apply_once(db: Database, consumer: str, event: Event, handler: Handler) -> bool:
-    """Run `handler` in the event's tenant, in one transaction with the processed_events
-    marker. Returns False (and does nothing) if this consumer already applied the event."""
-    async with db.transaction(event.tenant_id) as session:
+async def apply_once(db: Database, consumer: str, envelope: Envelope, handler: Handler) -> bool:
+    """Run `handler` in the envelope's tenant, in one transaction with the processed_events
+    marker, on the outbox row the envelope points at. Returns False (and does nothing) if
+    this consumer already applied the event; raises Rejected if that tenant has no outbox
+    row with this id and type."""
+    async with db.transaction(envelope.tenant_id) as session:
+        # RLS limits this to the envelope's tenant; the explicit predicate says so too.
+        row = (
+            await session.execute(
+                select(OutboxEvent.event_type, OutboxEvent.payload).where(
+                    OutboxEvent.tenant_id == envelope.tenant_id, OutboxEvent.id == envelope.id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            raise Rejected("no outbox event with this id in this tenant")
+        if row.event_type != envelope.type:
+            raise Rejected(f"the outbox event's type is {row.event_type!r}")
         claimed = await session.scalar(
-            _CLAIM, {"tenant_id": event.tenant_id, "consumer": consumer, "event_id": event.id}
+            _CLAIM, {"tenant_id": envelope.tenant_id, "consumer": consumer, "event_id": envelope.id}
         )
         if claimed is None:
             return False
-        await handler(session, event)
+        await handler(session, Event(envelope.id, envelope.tenant_id, row.event_type, row.payload))
     return True
 
 
@@ -114,6 +154,7 @@ class SqsConsumer:
     - a message's visibility is extended while its handler runs (long jobs);
     - success deletes it; failure leaves it to reappear, and SQS's redrive policy moves it
       to the dead-letter queue after maxReceiveCount receives;
+    - a malformed or Rejected message is logged, counted as "rejected" and deleted;
     - on shutdown it stops receiving, waits up to the grace period for running handlers,
       and makes the rest visible again at once so another replica takes them.
     """
@@ -124,7 +165,7 @@ class SqsConsumer:
         *,
         name: str,
         queue_url: str,
-        handle: Callable[[Event], Awaitable[None]],
+        handle: Callable[[Envelope], Awaitable[None]],
         shutdown: Shutdown,
         stop_when_idle: bool = False,
     ) -> None:
@@ -157,6 +198,7 @@ class SqsConsumer:
                         MaxNumberOfMessages=min(10, free),
                         WaitTimeSeconds=self.settings.sqs_wait_seconds,
                         VisibilityTimeout=self.settings.sqs_visibility_timeout,
+                        MessageSystemAttributeNames=_ATTRIBUTES,
                     )
                 )
                 stop = asyncio.ensure_future(self.shutdown.event.wait())
@@ -209,24 +251,39 @@ class SqsConsumer:
         handle = message["ReceiptHandle"]
         heartbeat = asyncio.create_task(self._keep_invisible(handle))
         started = time.perf_counter()
+        attributes = message.get("Attributes", {})
+        outcome = "handled"
+        envelope: Envelope | None = None
         try:
-            event = Event.from_body(message["Body"])
-            await self.handle(event)
+            envelope = Envelope.from_body(message["Body"])
+            await self.handle(envelope)
         except asyncio.CancelledError:
             raise
+        except (MalformedEnvelope, Rejected) as exc:
+            outcome = "rejected"
+            log.warning(
+                "message_rejected",
+                consumer=self.name,
+                reason=str(exc),
+                message_id=message.get("MessageId"),
+                sender_id=attributes.get("SenderId"),
+                event_id=str(envelope.id) if envelope else None,
+                claimed_tenant_id=str(envelope.tenant_id) if envelope else None,
+                claimed_type=envelope.type if envelope else None,
+            )
         except Exception:
             MESSAGES.labels(self.name, "failed").inc()
             log.exception(
                 "message_failed",
                 consumer=self.name,
-                receive_count=message.get("Attributes", {}).get("ApproximateReceiveCount"),
+                receive_count=attributes.get("ApproximateReceiveCount"),
             )
             return
         finally:
             heartbeat.cancel()
             HANDLER_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         await self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=handle)
-        MESSAGES.labels(self.name, "handled").inc()
+        MESSAGES.labels(self.name, outcome).inc()
 
     async def _keep_invisible(self, handle: str) -> None:
         timeout = self.settings.sqs_visibility_timeout

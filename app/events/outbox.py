@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events.envelope import ENVELOPE_KEYS
 from app.events.models import OutboxEvent
 
 
@@ -19,22 +20,21 @@ def add_event(
 ) -> OutboxEvent:
     """Stage an event in the session's transaction: it commits, or vanishes, with the change.
 
-    The payload should be JSON-ready (ids as strings); it carries `event_id`, `tenant_id`
-    and `type` too, so a consumer needs nothing but the message body.
+    The payload should be JSON-ready (ids as strings) and holds only what the handlers
+    need. The envelope (event id, type, tenant) lives in the row's own columns, which the
+    relay sends and consumers check (app/events/envelope.py); a payload naming any of them
+    is a bug or an attempt to speak for another tenant, so it raises ValueError.
     """
-    event_id = uuid.uuid4()
+    clashing = sorted(ENVELOPE_KEYS & payload.keys())
+    if clashing:
+        raise ValueError(f"an event payload may not carry envelope keys: {clashing}")
     event = OutboxEvent(
-        id=event_id,
+        id=uuid.uuid4(),
         tenant_id=tenant_id,
         event_type=event_type,
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),
-        payload={
-            "event_id": str(event_id),
-            "type": event_type,
-            "tenant_id": str(tenant_id),
-            **payload,
-        },
+        payload=dict(payload),
     )
     session.add(event)
     return event
