@@ -215,6 +215,33 @@ async def test_post_may_carry_media_of_its_own_tenant_only(client, club, superus
     assert refused.json()["missing_media_ids"] == [str(foreign)]
 
 
+async def test_member_cannot_post_media_another_member_uploaded(client, club, runtime_conn):
+    owner, thief = club["athlete"], club["outsider"]
+    thiefs_space = await create_space(client, club["coach"], thief, name="Elsewhere")
+    # The owner's upload, written as the runtime role in their tenant (no upload API yet).
+    async with runtime_conn.transaction():
+        await runtime_conn.execute(TENANT_CONTEXT_SQL, str(owner.tenant_id), str(owner.user_id))
+        video = await runtime_conn.fetchval(
+            "INSERT INTO media_assets (tenant_id, owner_id, content_type, s3_key) "
+            "VALUES ($1, $2, 'video/mp4', $3) RETURNING id",
+            owner.tenant_id,
+            owner.user_id,
+            f"tenants/{owner.tenant_id}/{uuid.uuid4()}",
+        )
+    response = await client.post(
+        "/posts",
+        headers=thief.headers,
+        json={"space_id": thiefs_space, "body": "look", "media_ids": [str(video)]},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["missing_media_ids"] == [str(video)]  # as if it did not exist
+    async with runtime_conn.transaction():
+        await runtime_conn.execute(TENANT_CONTEXT_SQL, str(owner.tenant_id), "")
+        assert await runtime_conn.fetchval("SELECT count(*) FROM posts") == 0
+        assert await runtime_conn.fetchval("SELECT count(*) FROM outbox_events") == 0
+
+
 async def test_post_and_comment_write_outbox_events(client, club, superuser_conn):
     post = await create_post(client, club["athlete"], club["space"])
     comment = (

@@ -12,7 +12,9 @@ Body = Annotated[str, Field(min_length=1, max_length=10_000)]
 class PostCreateIn(RequestBody):
     space_id: uuid.UUID
     body: Body
-    media_ids: Annotated[list[uuid.UUID], Field(max_length=20)] = []
+    media_ids: Annotated[
+        list[uuid.UUID], Field(max_length=20, description="Media assets you uploaded.")
+    ] = []
 
 
 class CommentCreateIn(RequestBody):

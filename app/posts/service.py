@@ -90,10 +90,11 @@ async def create_post(
     body: str,
     media_ids: list[uuid.UUID],
 ) -> Post:
-    """Create a post and its `post.created` event in one transaction."""
+    """Create a post and its `post.created` event in one transaction. The author must see
+    the space, and every media id must be an asset the author uploaded (`_check_media`)."""
     async with session.begin():
         await visible_space(session, caller, space_id)
-        await _check_media(session, media_ids)
+        await _check_media(session, caller, media_ids)
         post = Post(
             tenant_id=caller.tenant_id,
             space_id=space_id,
@@ -119,14 +120,29 @@ async def create_post(
     return post
 
 
-async def _check_media(session: AsyncSession, media_ids: list[uuid.UUID]) -> None:
+async def _check_media(session: AsyncSession, caller: Caller, media_ids: list[uuid.UUID]) -> None:
+    """A post may carry only media its author uploaded.
+
+    Assets belong to their uploader, not to a space (media_assets has no space), so
+    ownership is the only rule that keeps one member from publishing another's video into a
+    space its owner never shared it with. Someone else's asset, in this tenant or another
+    (which RLS hides anyway), is reported exactly like an id that does not exist, so the
+    answer reveals nothing about other people's uploads.
+    """
     if not media_ids:
         return
-    # RLS shows only this tenant's assets: another tenant's id is simply not found.
     found = set(
-        (await session.scalars(select(MediaAsset.id).where(MediaAsset.id.in_(media_ids)))).all()
+        (
+            await session.scalars(
+                select(MediaAsset.id).where(
+                    MediaAsset.tenant_id == caller.tenant_id,
+                    MediaAsset.owner_id == caller.user_id,
+                    MediaAsset.id.in_(media_ids),
+                )
+            )
+        ).all()
     )
-    missing = [str(m) for m in media_ids if m not in found]
+    missing = [str(m) for m in dict.fromkeys(media_ids) if m not in found]
     if missing:
         raise ValidationFailed("Unknown media asset ids.", missing_media_ids=missing)
 
