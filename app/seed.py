@@ -1,4 +1,8 @@
-"""Demo data: the "Demo Academy" tenant and its three users (idempotent)."""
+"""Demo data: the "Demo Academy" tenant and its three users (idempotent).
+
+Through the API a users row only ever exists for a proven address (sign-up and invitations
+go through the mailbox); the demo's rows are written here directly, so they sign in at once.
+"""
 
 import asyncio
 import uuid
