@@ -62,7 +62,8 @@ def _quote_literal(value: str) -> str:
 
 
 async def bootstrap(admin_url: str, settings: Settings) -> None:
-    """Create the owner, runtime and relay roles and the database, if missing (idempotent)."""
+    """Create the owner, runtime, relay and tenant-reader roles and the database, if missing
+    (idempotent)."""
     owner, runtime, relay, database = _roles_from_settings(settings)
     conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
     try:
@@ -74,7 +75,17 @@ async def bootstrap(admin_url: str, settings: Settings) -> None:
                 f"{verb} ROLE {_quote_ident(role.name)} WITH {role.attributes} "
                 f"PASSWORD {_quote_literal(role.password)}"
             )
-        # The owner grants runtime privileges to per-tenant roles (the Tenant operator).
+        # Per-tenant roles (the Tenant operator's, run as the owner) are members of this
+        # NOLOGIN group only: it may SELECT tenant tables, pinned to the session's tenant.
+        reader = _quote_ident(settings.db_tenant_reader_role)
+        if not await conn.fetchval(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1", settings.db_tenant_reader_role
+        ):
+            await conn.execute(
+                f"CREATE ROLE {reader} WITH NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+            )
+        await conn.execute(f"GRANT {reader} TO {_quote_ident(owner.name)} WITH ADMIN OPTION")
+        # Only to take tenant roles made before the reader group out of the runtime role.
         await conn.execute(
             f"GRANT {_quote_ident(runtime.name)} TO {_quote_ident(owner.name)} WITH ADMIN OPTION"
         )

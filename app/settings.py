@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         "postgresql+asyncpg://courtside_relay:courtside_relay@localhost:5432/courtside"
     )
     db_relay_role: str = "courtside_relay"
+    # NOLOGIN group of the per-tenant roles: SELECT on tenant tables, pinned to the tenant.
+    db_tenant_reader_role: str = "courtside_tenant_reader"
     db_pool_size: int = 40
     db_max_overflow: int = 10
     # Raw asyncpg pool for hot read paths (the feed); size it to the expected concurrency.

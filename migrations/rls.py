@@ -17,6 +17,10 @@ def _ident(name: str) -> str:
     return op.get_bind().dialect.identifier_preparer.quote(quoted_name(name, quote=True))
 
 
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def runtime_role() -> str:
     return _ident(get_settings().db_runtime_role)
 
@@ -25,18 +29,87 @@ def relay_role() -> str:
     return _ident(get_settings().db_relay_role)
 
 
+def tenant_reader_role() -> str:
+    return _ident(get_settings().db_tenant_reader_role)
+
+
 # A per-tenant database role (made by the Tenant operator) is pinned to its own tenant,
 # whatever it SETs app.tenant_id or SET ROLEs to: session_user doesn't change with either.
-PINNED_TENANT = (
-    "COALESCE((SELECT r.tenant_id FROM tenant_db_roles r "
-    "WHERE r.role_name = session_user), {column})"
-)
+# The mapping is read by an owner-defined function, so no role the policy runs for needs to
+# read tenant_db_roles; as a scalar subquery it is an InitPlan, evaluated once per query.
+PINNED_TENANT = "COALESCE((SELECT pinned_tenant()), {column})"
+
+# Nobody's tenant: what a member of the reader group without a mapping is pinned to.
+NO_TENANT = "00000000-0000-0000-0000-000000000000"
+
+
+def ensure_tenant_reader() -> None:
+    """The NOLOGIN group of per-tenant roles, and `pinned_tenant()` (idempotent).
+
+    `courtside migrate --bootstrap` creates the group beforehand and gives the owner ADMIN
+    OPTION on it; created here (the owner has CREATEROLE) a database that was provisioned
+    before the group existed still migrates.
+    """
+    reader = get_settings().db_tenant_reader_role
+    op.execute(
+        "DO $$ BEGIN "
+        f"IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {literal(reader)}) THEN "
+        f"CREATE ROLE {_ident(reader)} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; "
+        "END IF; END $$"
+    )
+    # A session's tenant if its login role is a tenant role. A member of the reader group
+    # that has lost its mapping gets nobody's tenant rather than none (which would unpin
+    # it); the owner's ADMIN OPTION membership, which grants nothing, doesn't count.
+    op.execute(
+        f"""
+        CREATE OR REPLACE FUNCTION pinned_tenant() RETURNS uuid
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+            SELECT COALESCE(
+                (SELECT r.tenant_id FROM public.tenant_db_roles r
+                 WHERE r.role_name = session_user),
+                CASE WHEN EXISTS (
+                    SELECT 1 FROM pg_auth_members m
+                    JOIN pg_roles g ON g.oid = m.roleid
+                    JOIN pg_roles u ON u.oid = m.member
+                    WHERE g.rolname = {literal(reader)} AND u.rolname = session_user
+                      AND NOT m.admin_option
+                ) THEN {literal(NO_TENANT)}::uuid END)
+        $$
+        """
+    )
+    op.execute("REVOKE ALL ON FUNCTION pinned_tenant() FROM PUBLIC")
+    op.execute(
+        "GRANT EXECUTE ON FUNCTION pinned_tenant() "
+        f"TO {runtime_role()}, {relay_role()}, {_ident(reader)}"
+    )
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {_ident(reader)}")
+
+
+def pin_tenant_roles(table: str, column: str = "tenant_id") -> None:
+    """(Re)create the restrictive policy that pins per-tenant roles to their tenant."""
+    t, c = _ident(table), _ident(column)
+    pinned = PINNED_TENANT.format(column=c)
+    op.execute(f"DROP POLICY IF EXISTS tenant_role_pin ON {t}")
+    op.execute(
+        f"CREATE POLICY tenant_role_pin ON {t} AS RESTRICTIVE "
+        f"USING ({c} = {pinned}) WITH CHECK ({c} = {pinned})"
+    )
 
 
 def tenant_table(
-    table: str, *, column: str = "tenant_id", privileges: str = "SELECT, INSERT, UPDATE, DELETE"
+    table: str,
+    *,
+    column: str = "tenant_id",
+    privileges: str = "SELECT, INSERT, UPDATE, DELETE",
+    tenant_readers: bool = False,
 ) -> None:
-    """ENABLE + FORCE RLS on a tenant-owned table, the isolation policies, runtime grants."""
+    """ENABLE + FORCE RLS on a tenant-owned table, the isolation policies, runtime grants.
+
+    `tenant_readers`: whether per-tenant database roles may SELECT the table (their own
+    tenant's rows). Say so for every new table; tokens, hashes and internal bookkeeping
+    stay out. Migrations before 0004 call this without it and 0004 grants what they need.
+    """
+    ensure_tenant_reader()
     t, c = _ident(table), _ident(column)
     op.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {t} FORCE ROW LEVEL SECURITY")
@@ -44,12 +117,10 @@ def tenant_table(
         f"CREATE POLICY tenant_isolation ON {t} "
         f"USING ({c} = {CURRENT_TENANT}) WITH CHECK ({c} = {CURRENT_TENANT})"
     )
-    pinned = PINNED_TENANT.format(column=c)
-    op.execute(
-        f"CREATE POLICY tenant_role_pin ON {t} AS RESTRICTIVE "
-        f"USING ({c} = {pinned}) WITH CHECK ({c} = {pinned})"
-    )
+    pin_tenant_roles(table, column)
     op.execute(f"GRANT {privileges} ON {t} TO {runtime_role()}")
+    if tenant_readers:
+        op.execute(f"GRANT SELECT ON {t} TO {tenant_reader_role()}")
 
 
 def drop_tenant_table_policy(table: str) -> None:

@@ -6,6 +6,7 @@ import asyncpg
 import pytest
 
 from app.db import TENANT_CONTEXT_SQL
+from tests.conftest import asyncpg_dsn
 from tests.factories import add_member, register_tenant
 
 # Tables that are deliberately not tenant-owned. Anything else in `public` must be.
@@ -170,6 +171,16 @@ async def test_every_tenant_table_forces_rls_with_a_tenant_policy(superuser_conn
         )
         if pin != "RESTRICTIVE":
             problems.append(f"{table}: no restrictive tenant_role_pin policy")
+        pin_check = await superuser_conn.fetchrow(
+            "SELECT qual, with_check FROM pg_policies WHERE schemaname = 'public' "
+            "AND tablename = $1 AND policyname = 'tenant_role_pin'",
+            table,
+        )
+        if pin_check is not None and not all(
+            "pinned_tenant()" in (pin_check[k] or "") and "tenant_db_roles" not in pin_check[k]
+            for k in ("qual", "with_check")
+        ):
+            problems.append(f"{table}: tenant_role_pin does not pin through pinned_tenant()")
         if policy is None:
             problems.append(f"{table}: no tenant_isolation policy")
         elif not all("app.tenant_id" in (policy[k] or "") for k in ("qual", "with_check")):
@@ -206,3 +217,30 @@ async def test_tenant_table_indexes_lead_with_tenant_id(superuser_conn):
         and r["index"] not in allowed
     ]
     assert offenders == []
+
+
+async def test_runtime_role_cannot_read_the_tenant_role_mapping(runtime_conn):
+    # Which role belongs to which tenant is the owner's; the pin reads it through
+    # pinned_tenant(), a function the owner defined.
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await runtime_conn.fetch("SELECT role_name, tenant_id FROM tenant_db_roles")
+
+
+async def test_relay_role_cannot_read_the_tenant_role_mapping(settings):
+    conn = await asyncpg.connect(asyncpg_dsn(settings.relay_database_url))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT role_name, tenant_id FROM tenant_db_roles")
+    finally:
+        await conn.close()
+
+
+async def test_the_pin_is_evaluated_once_per_query(two_tenants, runtime_conn):
+    """An InitPlan, not a per-row subquery: the feed's index scan depends on it."""
+    a, _ = two_tenants
+    async with runtime_conn.transaction():
+        await _as_tenant(runtime_conn, a.tenant_id)
+        plan = "\n".join(
+            r[0] for r in await runtime_conn.fetch("EXPLAIN SELECT * FROM tenant_memberships")
+        )
+    assert "InitPlan" in plan and "SubPlan" not in plan, plan

@@ -3,7 +3,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,9 +33,22 @@ class Tenant(Base):
     """A coaching business. Its row is visible only inside its own tenant context."""
 
     __tablename__ = "tenants"
+    # Slugs of operator-managed tenants and of self-registered ones are unique each in
+    # their own namespace, so registering a slug first can't block the operator.
+    __table_args__ = (
+        Index("uq_tenants_slug_managed", "slug", unique=True, postgresql_where=text("managed")),
+        Index(
+            "uq_tenants_slug_self_registered",
+            "slug",
+            unique=True,
+            postgresql_where=text("NOT managed"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    slug: Mapped[str] = mapped_column(String(63), unique=True)
+    slug: Mapped[str] = mapped_column(String(63))
+    # Onboarded by a Tenant manifest (the operator sets it); False for self-registration.
+    managed: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     name: Mapped[str] = mapped_column(String(200))
     suspended: Mapped[bool] = mapped_column(default=False, server_default="false")
     # Written by the Tenant operator; NULL means "use the platform defaults".

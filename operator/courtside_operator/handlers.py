@@ -126,7 +126,7 @@ async def delete_tenant(
 ) -> None:
     spec = TenantSpec.model_validate(dict(body.spec))
     try:
-        actions = await memo.reconciler.finalize(spec, _store())
+        actions = await memo.reconciler.finalize(spec, _store(), owner=_owner(body))
     except (OSError, TimeoutError) as exc:
         patch.status["conditions"] = [
             condition(

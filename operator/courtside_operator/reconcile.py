@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from app import aws
 from app.auth.models import User
@@ -24,11 +25,21 @@ from app.media.models import MediaAsset
 from app.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 from app.tenants.service import tenant_id_for_slug
-from courtside_operator.secrets import SecretStore
+from courtside_operator.secrets import SecretConflict, SecretStore
 from courtside_operator.spec import TenantSpec
 
 log = structlog.get_logger(__name__)
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+class Refused(Exception):
+    """Something the operator will not take over (a slug, role or Secret that isn't this
+    Tenant's): reported in status as `reason`, changed nowhere, retried later."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 @dataclass
@@ -73,7 +84,8 @@ def _dsn(url: str) -> str:
 
 
 class TenantReconciler:
-    """Reconciles Tenants as the owner role (CREATEROLE, ADMIN OPTION on the runtime role)."""
+    """Reconciles Tenants as the owner role (CREATEROLE, ADMIN OPTION on the tenant reader
+    group; on the runtime role only to take earlier tenant roles out of it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -100,24 +112,23 @@ class TenantReconciler:
         outcome = Outcome()
         tenant_id = tenant_id_for_slug(spec.slug)
         try:
+            # Before anything is written: a Secret we didn't write is a conflict.
+            stored = await store.get(spec.secret_name, owner)
             await self._tenant_row(spec, tenant_id, outcome)
-            password = await self._role(spec, tenant_id, store, owner, outcome)
+            password = await self._role(spec, tenant_id, stored, store, owner, outcome)
             await self._admin_invitation(spec, tenant_id, store, owner, password, outcome)
             usage = await self._usage(tenant_id)
+        except Refused as exc:
+            log.warning("tenant_reconcile_refused", tenant=spec.slug, reason=exc.reason)
+            return _failed(outcome, exc.reason, exc.message, previous, generation)
+        except SecretConflict as exc:
+            log.warning("tenant_reconcile_refused", tenant=spec.slug, reason="SecretConflict")
+            return _failed(outcome, "SecretConflict", str(exc), previous, generation)
         except DB_ERRORS as exc:
             log.warning("tenant_reconcile_db_error", tenant=spec.slug, error=str(exc))
-            message = f"Database unreachable: {exc}"
-            outcome.ok = False
-            outcome.status = {
-                "observedGeneration": generation,
-                "conditions": [
-                    condition(
-                        "DatabaseReady", False, "DatabaseUnreachable", message, previous, generation
-                    ),
-                    condition("Ready", False, "DatabaseUnreachable", message, previous, generation),
-                ],
-            }
-            return outcome
+            return _failed(
+                outcome, "DatabaseUnreachable", f"Database unreachable: {exc}", previous, generation
+            )
         drift = "; ".join(outcome.drift)
         limits = spec.rate_limits.as_policy()
         outcome.ok = not outcome.problems
@@ -180,44 +191,71 @@ class TenantReconciler:
             "max_upload_bytes": spec.storage.max_upload_bytes,
             "storage_quota_bytes": spec.storage.quota_bytes,
         }
-        async with self.db.transaction(tenant_id) as session:
-            tenant = await session.get(Tenant, tenant_id, with_for_update=True)
-            if tenant is None:
-                session.add(Tenant(id=tenant_id, slug=spec.slug, **wanted))
-                outcome.actions.append("tenant row created")
-                return
-            changed = [key for key, value in wanted.items() if getattr(tenant, key) != value]
-            for key in changed:
-                setattr(tenant, key, wanted[key])
-            if changed:
-                outcome.actions.append(f"tenant row updated: {', '.join(changed)}")
-                outcome.drift += [f"tenant.{key}" for key in changed]
+        try:
+            async with self.db.transaction(tenant_id) as session:
+                tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+                if tenant is None:
+                    session.add(Tenant(id=tenant_id, slug=spec.slug, managed=True, **wanted))
+                    await session.flush()
+                    outcome.actions.append("tenant row created")
+                    return
+                if tenant.slug != spec.slug:
+                    raise Refused(
+                        "SlugConflict", f"tenant {tenant_id} has slug {tenant.slug!r}, not ours"
+                    )
+                if not tenant.managed:
+                    # Only the seed and earlier operators made rows with a slug-derived id
+                    # (registration's ids are random, uuid4): this row is ours to manage.
+                    tenant.managed = True
+                    await session.flush()
+                    outcome.actions.append("tenant row marked managed")
+                changed = [key for key, value in wanted.items() if getattr(tenant, key) != value]
+                for key in changed:
+                    setattr(tenant, key, wanted[key])
+                if changed:
+                    outcome.actions.append(f"tenant row updated: {', '.join(changed)}")
+                    outcome.drift += [f"tenant.{key}" for key in changed]
+        except IntegrityError as exc:
+            if "uq_tenants_slug_managed" not in str(exc.orig):
+                raise
+            raise Refused(
+                "SlugConflict",
+                f"another managed tenant already has slug {spec.slug!r} (under another id); "
+                "not taken over",
+            ) from exc
 
     async def _role(
         self,
         spec: TenantSpec,
         tenant_id: uuid.UUID,
+        stored: dict[str, str] | None,
         store: SecretStore,
         owner: dict[str, Any] | None,
         outcome: Outcome,
     ) -> str:
-        role, runtime = spec.role_name, self.settings.db_runtime_role
-        stored = await store.get(spec.secret_name)
+        role, reader = spec.role_name, self.settings.db_tenant_reader_role
         password = (stored or {}).get("password") or token_source.token_urlsafe(24)
         login = "NOLOGIN" if spec.suspended else "LOGIN"
         limit = spec.database.connection_limit
         conn = await asyncpg.connect(_dsn(self.settings.migration_database_url), timeout=10)
         try:
             async with conn.transaction():
-                live = await conn.fetchrow(
-                    "SELECT r.rolcanlogin, r.rolconnlimit, r.rolsuper, r.rolbypassrls, "
-                    "  pg_has_role(r.oid, $2, 'MEMBER') AS in_runtime, "
-                    "  (SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s "
-                    "   WHERE s.setrole = r.oid AND s.setdatabase = 0) AS settings "
-                    "FROM pg_roles r WHERE r.rolname = $1",
-                    role,
-                    runtime,
+                mapped = await conn.fetchval(
+                    "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1 FOR UPDATE", role
                 )
+                live = await conn.fetchrow(LIVE_ROLE_SQL, role)
+                if mapped is not None and mapped != tenant_id:
+                    raise Refused(
+                        "RoleConflict",
+                        f"role {role} belongs to another tenant ({mapped}); not taken over",
+                    )
+                if mapped is None and live is not None:
+                    raise Refused(
+                        "RoleConflict",
+                        f"role {role} exists but the operator did not make it for this tenant; "
+                        "not taken over",
+                    )
+                await self._retire_old_role(conn, tenant_id, role, outcome)
                 # DDL takes no parameters: format() quotes the identifier and literals.
                 if live is None:
                     await _ddl(
@@ -229,59 +267,29 @@ class TenantReconciler:
                         role,
                         password,
                     )
+                    await _ddl(conn, "GRANT %I TO %I", reader, role)
                     outcome.actions.append(f"role {role} created")
                 else:
-                    repairs = []
-                    if live["rolcanlogin"] != (not spec.suspended):
-                        repairs.append(login)
-                    if live["rolconnlimit"] != limit:
-                        repairs.append(f"CONNECTION LIMIT {int(limit)}")
-                    privileged = [
-                        attr
-                        for attr, bad in (
-                            ("NOSUPERUSER", live["rolsuper"]),
-                            ("NOBYPASSRLS", live["rolbypassrls"]),
-                        )
-                        if bad
-                    ]
-                    if privileged:
-                        # Only a superuser can take these back; say so rather than hide it.
-                        try:
-                            async with conn.transaction():
-                                await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(privileged), role)
-                            outcome.drift.append(f"role attributes ({' '.join(privileged)})")
-                        except asyncpg.InsufficientPrivilegeError:
-                            outcome.problems.append(
-                                f"role {role} was given {' and '.join(a[2:] for a in privileged)}"
-                                " by a superuser; the operator cannot revoke it"
-                            )
-                    if repairs:
-                        await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(repairs), role)
-                        outcome.actions.append(f"role {role} altered: {' '.join(repairs)}")
-                        outcome.drift.append(f"role attributes ({' '.join(repairs)})")
+                    await self._repair_role(conn, spec, live, login, outcome)
                     if stored is None:
                         await _ddl(conn, "ALTER ROLE %I WITH PASSWORD %L", role, password)
                         outcome.actions.append(f"role {role} password set")
-                if live is None or not live["in_runtime"]:
-                    await _ddl(conn, "GRANT %I TO %I", runtime, role)
-                    if live is not None:
-                        outcome.drift.append("runtime privileges")
                 wanted_setting = f"app.tenant_id={tenant_id}"
                 if live is None or wanted_setting not in (live["settings"] or ""):
                     await _ddl(conn, "ALTER ROLE %I SET app.tenant_id = %L", role, str(tenant_id))
                     if live is not None:
                         outcome.drift.append("app.tenant_id setting")
                         outcome.actions.append(f"role {role} app.tenant_id restored")
-                mapped = await conn.fetchval(
-                    "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1", role
-                )
-                if mapped != tenant_id:
+                if mapped is None:
                     await conn.execute(
-                        "INSERT INTO tenant_db_roles (role_name, tenant_id) VALUES ($1, $2) "
-                        "ON CONFLICT (role_name) DO UPDATE SET tenant_id = excluded.tenant_id",
+                        "INSERT INTO tenant_db_roles (role_name, tenant_id) VALUES ($1, $2)",
                         role,
                         tenant_id,
                     )
+                for group in self._platform_roles():
+                    # Also through a group (someone made the reader group a member of one).
+                    if await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, group):
+                        outcome.problems.append(f"role {role} is a member of {group}")
         finally:
             await conn.close()
         if stored is None or stored.get("username") != role:
@@ -290,6 +298,91 @@ class TenantReconciler:
             )
             outcome.actions.append(f"secret {spec.secret_name} written")
         return password
+
+    def _platform_roles(self) -> list[str]:
+        """Roles no tenant role may reach: owner, runtime, relay."""
+        owner = make_url(self.settings.migration_database_url).username
+        return [
+            name
+            for name in (owner, self.settings.db_runtime_role, self.settings.db_relay_role)
+            if name
+        ]
+
+    async def _repair_role(
+        self,
+        conn: asyncpg.Connection,
+        spec: TenantSpec,
+        live: asyncpg.Record,
+        login: str,
+        outcome: Outcome,
+    ) -> None:
+        """Put an existing tenant role back: attributes, groups, no grants of its own."""
+        role, reader = spec.role_name, self.settings.db_tenant_reader_role
+        limit = spec.database.connection_limit
+        repairs = []
+        if live["rolcanlogin"] != (not spec.suspended):
+            repairs.append(login)
+        if live["rolconnlimit"] != limit:
+            repairs.append(f"CONNECTION LIMIT {int(limit)}")
+        privileged = [
+            attr
+            for attr, bad in (
+                ("NOSUPERUSER", live["rolsuper"]),
+                ("NOBYPASSRLS", live["rolbypassrls"]),
+            )
+            if bad
+        ]
+        if privileged:
+            # Only a superuser can take these back; say so rather than hide it.
+            try:
+                async with conn.transaction():
+                    await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(privileged), role)
+                outcome.drift.append(f"role attributes ({' '.join(privileged)})")
+            except asyncpg.InsufficientPrivilegeError:
+                outcome.problems.append(
+                    f"role {role} was given {' and '.join(a[2:] for a in privileged)}"
+                    " by a superuser; the operator cannot revoke it"
+                )
+        if repairs:
+            await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(repairs), role)
+            outcome.actions.append(f"role {role} altered: {' '.join(repairs)}")
+            outcome.drift.append(f"role attributes ({' '.join(repairs)})")
+        # Its privileges are the reader group's and nothing else: any other group (the
+        # runtime role, as tenant roles were made before the reader group) is left.
+        for group in live["member_of"]:
+            if group != reader:
+                await _revoke(conn, "REVOKE %I FROM %I", group, role)
+                outcome.drift.append(f"membership in {group} revoked")
+                outcome.actions.append(f"role {role} removed from {group}")
+        if reader not in live["member_of"]:
+            await _ddl(conn, "GRANT %I TO %I", reader, role)
+            outcome.drift.append(f"membership in {reader}")
+        for table in live["table_grants"]:
+            await _revoke(conn, "REVOKE ALL ON TABLE %I FROM %I", table, role)
+            outcome.drift.append(f"privileges on {table} revoked")
+        after = await conn.fetchrow(LIVE_ROLE_SQL, role)
+        others = [g for g in after["member_of"] if g != reader]
+        if others or after["table_grants"]:
+            outcome.problems.append(
+                f"role {role} keeps membership in {', '.join(others) or '-'} and privileges on "
+                f"{', '.join(after['table_grants']) or '-'} that the operator cannot revoke"
+            )
+
+    async def _retire_old_role(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, role: str, outcome: Outcome
+    ) -> None:
+        """A role this tenant had under an earlier naming scheme (a slug cut short, which
+        another tenant may have shared) is dropped, then unmapped, in this transaction."""
+        old = await conn.fetchval(
+            "SELECT role_name FROM tenant_db_roles WHERE tenant_id = $1 AND role_name <> $2",
+            tenant_id,
+            role,
+        )
+        if old is None:
+            return
+        await _ddl(conn, "DROP ROLE IF EXISTS %I", old)
+        await conn.execute("DELETE FROM tenant_db_roles WHERE role_name = $1", old)
+        outcome.actions.append(f"role {old} replaced by {role}")
 
     async def _admin_invitation(
         self,
@@ -326,7 +419,7 @@ class TenantReconciler:
                     + timedelta(seconds=self.settings.invitation_ttl_seconds),
                 )
             )
-        stored = await store.get(spec.secret_name) or {}
+        stored = await store.get(spec.secret_name, owner) or {}
         await store.put(
             spec.secret_name,
             {
@@ -347,17 +440,23 @@ class TenantReconciler:
             )
         return {"members": int(members or 0), "storageBytes": int(storage or 0)}
 
-    async def finalize(self, spec: TenantSpec, store: SecretStore) -> list[str]:
+    async def finalize(
+        self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None = None
+    ) -> list[str]:
         """Deletion: `Retain` disables the role and suspends the tenant, keeping its data;
         `Delete` purges the tenant's rows and S3 objects and drops the role."""
         tenant_id = tenant_id_for_slug(spec.slug)
-        role = spec.role_name
         actions: list[str] = []
         conn = await asyncpg.connect(_dsn(self.settings.migration_database_url), timeout=10)
         try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+            # The role mapped to this tenant, whatever it is called; never another's.
+            role = await conn.fetchval(
+                "SELECT m.role_name FROM tenant_db_roles m JOIN pg_roles r "
+                "ON r.rolname = m.role_name WHERE m.tenant_id = $1",
+                tenant_id,
+            )
             if spec.deletion_policy == "Retain":
-                if exists:
+                if role is not None:
                     await _ddl(conn, "ALTER ROLE %I WITH NOLOGIN", role)
                     actions.append(f"role {role} disabled")
                 async with self.db.transaction(tenant_id) as session:
@@ -372,18 +471,24 @@ class TenantReconciler:
                 if tenant is not None:
                     await session.delete(tenant)  # every tenant table cascades from it
                     actions.append("tenant rows purged")
-            await conn.execute("DELETE FROM tenant_db_roles WHERE role_name = $1", role)
-            if exists:
+            if role is not None:
                 # Ends its sessions first: a role with live connections can't be dropped.
                 await conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
                     role,
                 )
-                await _ddl(conn, "DROP ROLE IF EXISTS %I", role)
-                actions.append(f"role {role} dropped")
+            # Dropped before it is unmapped: a live tenant role is never without its pin.
+            async with conn.transaction():
+                if role is not None:
+                    await _ddl(conn, "DROP ROLE IF EXISTS %I", role)
+                    actions.append(f"role {role} dropped")
+                await conn.execute("DELETE FROM tenant_db_roles WHERE tenant_id = $1", tenant_id)
         finally:
             await conn.close()
-        await store.delete(spec.secret_name)
+        try:
+            await store.delete(spec.secret_name, owner)
+        except SecretConflict as exc:
+            actions.append(str(exc))
         return actions
 
     async def _purge_objects(self, tenant_id: uuid.UUID) -> int:
@@ -400,6 +505,47 @@ class TenantReconciler:
                     )
                     deleted += len(keys)
         return deleted
+
+
+def _failed(
+    outcome: Outcome,
+    reason: str,
+    message: str,
+    previous: list[dict[str, Any]] | None,
+    generation: int | None,
+) -> Outcome:
+    outcome.ok = False
+    outcome.status = {
+        "observedGeneration": generation,
+        "conditions": [
+            condition("DatabaseReady", False, reason, message, previous, generation),
+            condition("Ready", False, reason, message, previous, generation),
+        ],
+    }
+    return outcome
+
+
+# A role as it is: attributes, settings, the groups it is a direct member of, and the tables
+# it was granted anything on directly.
+LIVE_ROLE_SQL = """
+    SELECT r.rolcanlogin, r.rolconnlimit, r.rolsuper, r.rolbypassrls,
+      (SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s
+       WHERE s.setrole = r.oid AND s.setdatabase = 0) AS settings,
+      ARRAY(SELECT DISTINCT g.rolname::text FROM pg_auth_members m
+            JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of,
+      ARRAY(SELECT DISTINCT c.relname::text FROM pg_class c, aclexplode(c.relacl) a
+            WHERE a.grantee = r.oid AND c.relnamespace = 'public'::regnamespace) AS table_grants
+    FROM pg_roles r WHERE r.rolname = $1
+"""
+
+
+async def _revoke(conn: asyncpg.Connection, template: str, *args: str) -> None:
+    """A revocation the owner may lack the right to; the re-read afterwards reports it."""
+    try:
+        async with conn.transaction():
+            await _ddl(conn, template, *args)
+    except asyncpg.InsufficientPrivilegeError:
+        log.warning("tenant_role_revoke_refused", statement=template, args=args)
 
 
 async def _ddl(conn: asyncpg.Connection, template: str, *args: str) -> None:

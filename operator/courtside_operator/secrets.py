@@ -9,11 +9,24 @@ from typing import Any, Protocol
 
 import aiohttp
 
+MANAGED_BY = ("app.kubernetes.io/managed-by", "courtside-operator")
+
+
+class SecretConflict(Exception):
+    """A Secret by that name exists but was not written by the operator for this Tenant:
+    it is neither read (its password could be someone's choice) nor overwritten."""
+
 
 class SecretStore(Protocol):
-    async def get(self, name: str) -> dict[str, str] | None: ...
+    """`owner` is the Tenant's ownerReference: a store that can tell refuses (with
+    SecretConflict) to read, overwrite or delete a Secret it did not write for that owner."""
+
+    async def get(
+        self, name: str, owner: dict[str, Any] | None = None
+    ) -> dict[str, str] | None: ...
+
     async def put(self, name: str, data: dict[str, str], owner: dict[str, Any] | None) -> None: ...
-    async def delete(self, name: str) -> None: ...
+    async def delete(self, name: str, owner: dict[str, Any] | None = None) -> None: ...
 
 
 class FileSecretStore:
@@ -25,7 +38,7 @@ class FileSecretStore:
     def _path(self, name: str) -> Path:
         return self.folder / f"{name}.json"
 
-    async def get(self, name: str) -> dict[str, str] | None:
+    async def get(self, name: str, owner: dict[str, Any] | None = None) -> dict[str, str] | None:
         path = self._path(name)
         return dict(json.loads(path.read_text())) if path.exists() else None
 
@@ -36,7 +49,7 @@ class FileSecretStore:
         os.chmod(path, 0o600)
         path.write_text(json.dumps(data))
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, owner: dict[str, Any] | None = None) -> None:
         self._path(name).unlink(missing_ok=True)
 
 
@@ -69,36 +82,71 @@ class KubernetesSecretStore:
             text = await response.text()
             return response.status, (json.loads(text) if text else None)
 
-    async def get(self, name: str) -> dict[str, str] | None:
+    def _check_ours(self, name: str, secret: dict[str, Any], owner: dict[str, Any] | None) -> None:
+        """Ours: our label, and (given an owner) a controller reference to this Tenant."""
+        meta = secret.get("metadata") or {}
+        label, value = MANAGED_BY
+        labelled = (meta.get("labels") or {}).get(label) == value
+        owned = owner is None or any(
+            ref.get("uid") == owner["uid"] and ref.get("kind") == owner["kind"]
+            for ref in meta.get("ownerReferences") or []
+        )
+        if not (labelled and owned):
+            raise SecretConflict(
+                f"Secret {self.namespace}/{name} exists but was not created by the operator "
+                f"for this Tenant; it is left untouched (delete or rename it to proceed)"
+            )
+
+    async def _fetch(self, name: str) -> dict[str, Any] | None:
         status, body = await self._request("GET", f"{self.base}/{name}")
         if status == 404:
             return None
         if status >= 400:
             raise RuntimeError(f"reading Secret {name}: HTTP {status}")
-        return {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
+        return dict(body)
+
+    async def get(self, name: str, owner: dict[str, Any] | None = None) -> dict[str, str] | None:
+        secret = await self._fetch(name)
+        if secret is None:
+            return None
+        self._check_ours(name, secret, owner)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def put(self, name: str, data: dict[str, str], owner: dict[str, Any] | None) -> None:
-        secret = {
+        label, value = MANAGED_BY
+        secret: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "kubernetes.io/basic-auth",
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
-                "labels": {"app.kubernetes.io/managed-by": "courtside-operator"},
+                "labels": {label: value},
                 **({"ownerReferences": [owner]} if owner else {}),
             },
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
         status, _ = await self._request("POST", self.base, secret)
         if status == 409:
+            current = await self._fetch(name)
+            if current is None:
+                raise RuntimeError(f"writing Secret {name}: it was deleted meanwhile")
+            self._check_ours(name, current, owner)
+            # Only the version just checked: a Secret replaced meanwhile makes this a 409.
+            secret["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
             status, _ = await self._request(
                 "PATCH", f"{self.base}/{name}", secret, "application/merge-patch+json"
             )
         if status >= 400:
             raise RuntimeError(f"writing Secret {name}: HTTP {status}")
 
-    async def delete(self, name: str) -> None:
-        status, _ = await self._request("DELETE", f"{self.base}/{name}")
+    async def delete(self, name: str, owner: dict[str, Any] | None = None) -> None:
+        current = await self._fetch(name)
+        if current is None:
+            return
+        self._check_ours(name, current, owner)
+        uid = current["metadata"].get("uid")
+        options = {"preconditions": {"uid": uid}} if uid else None
+        status, _ = await self._request("DELETE", f"{self.base}/{name}", options)
         if status >= 400 and status != 404:
             raise RuntimeError(f"deleting Secret {name}: HTTP {status}")

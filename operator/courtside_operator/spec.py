@@ -1,8 +1,13 @@
 """The Tenant manifest's spec, parsed into a typed model (after CRD validation)."""
 
+import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+ROLE_PREFIX = "tenant_"
+MAX_ROLE_NAME = 63  # bytes (NAMEDATALEN - 1); slugs are ASCII
+ROLE_HASH_CHARS = 12
 
 
 class _Spec(BaseModel):
@@ -62,8 +67,13 @@ class TenantSpec(_Spec):
 
     @property
     def role_name(self) -> str:
-        """The tenant's PostgreSQL role (a DNS label fits in 63 bytes with the prefix)."""
-        return "tenant_" + self.slug.replace("-", "_")[:56]
+        """The tenant's PostgreSQL role: `tenant_<slug>`, or where that passes PostgreSQL's
+        63 bytes, a prefix of it and a hash of the whole slug, so no two slugs share one."""
+        name = ROLE_PREFIX + self.slug.replace("-", "_")  # a slug has no "_": still unique
+        if len(name) <= MAX_ROLE_NAME:
+            return name
+        digest = hashlib.sha256(self.slug.encode()).hexdigest()[:ROLE_HASH_CHARS]
+        return f"{name[: MAX_ROLE_NAME - ROLE_HASH_CHARS - 1]}_{digest}"
 
     @property
     def secret_name(self) -> str:

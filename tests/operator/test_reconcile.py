@@ -63,10 +63,13 @@ async def test_a_session_as_the_tenant_role_sees_only_its_tenant(
     try:
         own = tenant_id_for_slug(spec.slug)
         assert {r["id"] for r in await conn.fetch("SELECT id FROM tenants")} == {own}
-        # Neither pointing app.tenant_id elsewhere nor SET ROLE escapes the pin.
+        # Neither pointing app.tenant_id elsewhere nor SET ROLE escapes the pin, and the
+        # runtime role is not one it may become.
         await conn.execute(f"SET app.tenant_id = '{other.tenant_id}'")
         assert await conn.fetch("SELECT id FROM tenants") == []
-        await conn.execute(f"SET ROLE {settings.db_runtime_role}")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(f"SET ROLE {settings.db_runtime_role}")
+        await conn.execute(f"SET ROLE {settings.db_tenant_reader_role}")
         assert await conn.fetch("SELECT id FROM tenant_memberships") == []
     finally:
         await conn.close()

@@ -1,0 +1,197 @@
+"""What the operator will and won't take over: role names that can't collide, roles and
+slugs that belong to someone else, and tenant roles from before the reader group."""
+
+import uuid
+
+import asyncpg
+import pytest
+
+from app.tenants.service import tenant_id_for_slug
+from tests.conftest import asyncpg_dsn
+from tests.factories import SIGN_UP_SUBJECT, mails_to, next_mail, token_in, unique_email
+from tests.operator.conftest import make_spec
+from tests.operator.test_reconcile import conditions, role_dsn
+
+
+async def _pinned_tenant_of(settings, store, spec) -> set[uuid.UUID]:
+    secret = await store.get(spec.secret_name)
+    conn = await asyncpg.connect(role_dsn(settings, secret["username"], secret["password"]))
+    try:
+        return {r["id"] for r in await conn.fetch("SELECT id FROM tenants")}
+    finally:
+        await conn.close()
+
+
+async def test_long_slugs_sharing_a_prefix_get_distinct_roles(reconciler, store, settings):
+    prefix = ("club-" + uuid.uuid4().hex * 2)[:56]  # as long as the old cut
+    first = make_spec(slug=prefix + "-aaaaaa")
+    second = make_spec(slug=prefix + "-bbbbbb")
+    assert len(first.slug) == len(second.slug) == 63
+    assert first.role_name != second.role_name
+    assert max(len(first.role_name.encode()), len(second.role_name.encode())) <= 63
+    for spec in (first, second):
+        assert (await reconciler.reconcile(spec, store)).ok
+    # Reconciling each again repoints nothing: each role stays with its own tenant.
+    for spec in (first, second):
+        again = await reconciler.reconcile(spec, store)
+        assert again.ok and again.actions == []
+    for spec in (first, second):
+        assert await _pinned_tenant_of(settings, store, spec) == {tenant_id_for_slug(spec.slug)}
+
+
+def test_short_slugs_keep_their_plain_role_name():
+    assert make_spec(slug="riverside-tennis").role_name == "tenant_riverside_tennis"
+
+
+async def test_a_role_mapped_to_another_tenant_is_not_taken_over(reconciler, store, superuser_conn):
+    owner_spec = make_spec()
+    await reconciler.reconcile(owner_spec, store)
+    # Another Tenant whose role name comes out the same (as two long slugs used to).
+    intruder = make_spec()
+    await superuser_conn.execute(
+        "UPDATE tenant_db_roles SET role_name = $1 WHERE tenant_id = $2",
+        intruder.role_name,
+        tenant_id_for_slug(owner_spec.slug),
+    )
+    await superuser_conn.execute(
+        f'ALTER ROLE "{owner_spec.role_name}" RENAME TO "{intruder.role_name}"'
+    )
+    outcome = await reconciler.reconcile(intruder, store)
+    assert outcome.ok is False
+    ready = conditions(outcome)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "RoleConflict")
+    assert str(tenant_id_for_slug(owner_spec.slug)) in ready["message"]
+    mapped = await superuser_conn.fetchval(
+        "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1", intruder.role_name
+    )
+    assert mapped == tenant_id_for_slug(owner_spec.slug)
+
+
+async def test_a_role_the_operator_did_not_make_is_not_taken_over(
+    reconciler, store, superuser_conn
+):
+    spec = make_spec()
+    await superuser_conn.execute(f"CREATE ROLE \"{spec.role_name}\" LOGIN PASSWORD 'mine'")
+    try:
+        outcome = await reconciler.reconcile(spec, store)
+        assert conditions(outcome)["Ready"]["reason"] == "RoleConflict"
+        assert await store.get(spec.secret_name) is None
+        mapped = await superuser_conn.fetchval(
+            "SELECT count(*) FROM tenant_db_roles WHERE role_name = $1", spec.role_name
+        )
+        groups = await superuser_conn.fetchval(
+            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member "
+            "WHERE r.rolname = $1",
+            spec.role_name,
+        )
+        assert (mapped, groups) == (0, 0)
+    finally:
+        await superuser_conn.execute(f'DROP ROLE "{spec.role_name}"')
+
+
+async def test_a_tenant_role_in_the_runtime_role_is_moved_to_the_reader_group(
+    reconciler, store, settings, superuser_conn
+):
+    """A role made before the reader group (as the owner made them then) is repaired."""
+    spec = make_spec()
+    await reconciler.reconcile(spec, store)
+    owner = await asyncpg.connect(asyncpg_dsn(settings.migration_database_url))
+    try:
+        await owner.execute(f'REVOKE "{settings.db_tenant_reader_role}" FROM "{spec.role_name}"')
+        await owner.execute(f'GRANT "{settings.db_runtime_role}" TO "{spec.role_name}"')
+    finally:
+        await owner.close()
+    outcome = await reconciler.reconcile(spec, store)
+    assert outcome.ok, outcome.problems
+    assert f"membership in {settings.db_runtime_role} revoked" in outcome.drift
+    assert "repaired drift" in conditions(outcome)["DatabaseReady"]["message"]
+    groups = await superuser_conn.fetch(
+        "SELECT DISTINCT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+        "JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1",
+        spec.role_name,
+    )
+    assert [g["rolname"] for g in groups] == [settings.db_tenant_reader_role]
+
+
+async def test_a_direct_grant_to_a_tenant_role_is_revoked(reconciler, store, settings):
+    spec = make_spec()
+    await reconciler.reconcile(spec, store)
+    owner = await asyncpg.connect(asyncpg_dsn(settings.migration_database_url))
+    try:
+        await owner.execute(f'GRANT UPDATE ON tenants TO "{spec.role_name}"')
+        outcome = await reconciler.reconcile(spec, store)
+        assert "privileges on tenants revoked" in outcome.drift
+        assert not await owner.fetchval(
+            "SELECT has_table_privilege($1, 'tenants', 'UPDATE')", spec.role_name
+        )
+    finally:
+        await owner.close()
+
+
+async def _self_register(client, slug: str) -> uuid.UUID:
+    """Sign up through the API with a chosen slug, as anyone on the internet can."""
+    email = unique_email("squatter")
+    seen = len(mails_to(email))
+    started = await client.post(
+        "/auth/register",
+        json={"email": email, "name": "Squatter", "tenant_name": "Riverside", "tenant_slug": slug},
+    )
+    assert started.status_code == 202, started.text
+    token = token_in(await next_mail(email, SIGN_UP_SUBJECT, seen=seen))
+    verified = await client.post(
+        "/auth/register/verify", json={"token": token, "password": "a long password"}
+    )
+    assert verified.status_code == 201, verified.text
+    return uuid.UUID(verified.json()["tenant_id"])
+
+
+async def test_a_self_registered_slug_does_not_block_onboarding(
+    reconciler, store, client, superuser_conn
+):
+    slug = f"riverside-{uuid.uuid4().hex[:8]}"
+    squatter_tenant = await _self_register(client, slug)
+    outcome = await reconciler.reconcile(make_spec(slug=slug), store)
+    assert outcome.ok
+    assert conditions(outcome)["Ready"]["status"] == "True"
+    rows = await superuser_conn.fetch(
+        "SELECT id, managed FROM tenants WHERE slug = $1 ORDER BY managed", slug
+    )
+    assert [(r["id"], r["managed"]) for r in rows] == [
+        (squatter_tenant, False),
+        (tenant_id_for_slug(slug), True),
+    ]
+
+
+async def test_a_slug_managed_under_another_id_is_reported(reconciler, store, superuser_conn):
+    spec = make_spec()
+    await superuser_conn.execute(
+        "INSERT INTO tenants (id, slug, name, managed) VALUES ($1, $2, 'Elsewhere', true)",
+        uuid.uuid4(),
+        spec.slug,
+    )
+    outcome = await reconciler.reconcile(spec, store, generation=1)
+    assert outcome.ok is False
+    ready = conditions(outcome)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "SlugConflict")
+    assert spec.slug in ready["message"]
+    # Nothing was made for it.
+    assert (
+        await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", spec.role_name)
+        is None
+    )
+    assert await store.get(spec.secret_name) is None
+
+
+@pytest.mark.parametrize("managed", [False, True])
+async def test_a_slug_derived_row_is_adopted_as_managed(reconciler, store, superuser_conn, managed):
+    """The seed (and operators before `managed` existed) made rows with the slug's id."""
+    spec = make_spec()
+    tenant_id = tenant_id_for_slug(spec.slug)
+    await superuser_conn.execute(
+        "INSERT INTO tenants (id, slug, name, managed) VALUES ($1, $2, 'Seeded', $3)",
+        tenant_id,
+        spec.slug,
+        managed,
+    )
+    assert (await reconciler.reconcile(spec, store)).ok
+    assert await superuser_conn.fetchval("SELECT managed FROM tenants WHERE id = $1", tenant_id)
