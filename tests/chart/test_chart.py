@@ -265,7 +265,8 @@ def test_operator_rbac_is_least_privilege():
         {
             "apiGroups": [""],
             "resources": ["secrets"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            # By name only (no list/watch), and no update: the operator patches.
+            "verbs": ["get", "create", "patch", "delete"],
         }
     ]
 
