@@ -101,19 +101,21 @@ async def current_caller(
     meta: MetaDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The authenticated caller; also enforces suspension and the IP/user/tenant limits."""
+    """The authenticated caller, with their role as the database has it (not as the token
+    says); also enforces suspension, ended sessions and the IP/user/tenant limits."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer access token is required.")
     claims = resources.access_tokens.decode(credentials.credentials)
-    try:
-        role = Role(claims.role)
-    except ValueError as exc:
-        raise Unauthorized("The access token is invalid or expired.") from exc
     policy = await resources.tenant_policies.get(claims.tenant_id)
     if not policy.exists:
         raise Unauthorized("The access token is invalid or expired.")
     if policy.suspended:
         raise TenantSuspended("This organisation's account is suspended.")
+    # Cached for MEMBERSHIP_CACHE_SECONDS: a removed member, a signed-out session or a
+    # changed role takes effect within that, not when the token expires.
+    role = await resources.member_sessions.role(claims.tenant_id, claims.user_id, claims.session_id)
+    if role is None:
+        raise Unauthorized("This session has ended or is no longer a member; sign in again.")
     if resources.settings.rate_limit_enabled:
         # Decided in-process, shared through Redis in the background (app/ratelimit.py).
         await resources.limiter.admit(

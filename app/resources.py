@@ -10,6 +10,7 @@ from app.auth.throttle import LoginThrottle
 from app.db import Database
 from app.ratelimit import RateLimiter
 from app.settings import Settings
+from app.tenants.access import MemberSessionCache
 from app.tenants.policy import TenantPolicyCache
 
 
@@ -22,6 +23,7 @@ class Resources:
     login_throttle: LoginThrottle
     tenant_policies: TenantPolicyCache
     access_tokens: AccessTokenDecoder
+    member_sessions: MemberSessionCache
     read_pool: asyncpg.Pool | None = None
 
     @classmethod
@@ -45,6 +47,7 @@ class Resources:
             login_throttle=LoginThrottle(redis, settings),
             tenant_policies=TenantPolicyCache(db, settings),
             access_tokens=AccessTokenDecoder(settings),
+            member_sessions=MemberSessionCache(settings.membership_cache_seconds),
         )
 
     async def open(self) -> None:
@@ -52,6 +55,7 @@ class Resources:
             self.settings.database_url, size=self.settings.db_read_pool_size
         )
         self.tenant_policies.read_pool = self.read_pool
+        self.member_sessions.read_pool = self.read_pool
         await self.limiter.start()
 
     async def close(self) -> None:

@@ -32,11 +32,17 @@ CONNECTIONS, DURATION_S, WARMUP_S, ROUNDS = 32, 8, 3, 3
 Result = tuple[float, float, float, int]  # req/s, p50 ms, p99 ms, failures
 
 
+def session_of(user: uuid.UUID) -> uuid.UUID:
+    """The bench user's one session: the API checks each token's session is live."""
+    return uuid.uuid5(user, "bench-session")
+
+
 async def seed(dsn: str) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
     """Returns (tenant, space, member) triples to request as."""
     rng = random.Random(7)
     now = datetime.now(UTC)
     tenants, users, memberships, spaces, members, posts = [], [], [], [], [], []
+    sessions = []  # one signed-in session (refresh-token family) per user
     picks = []
     for t in range(TENANTS):
         tenant = uuid.uuid4()
@@ -46,6 +52,9 @@ async def seed(dsn: str) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
         for i, person in enumerate(people):
             users.append((person, f"b{t}-{i}-{person.hex[:8]}@bench.test", "Bench", "x", tenant))
             memberships.append((tenant, person, "COACH" if i == 0 else "ATHLETE", now))
+            sessions.append(
+                (tenant, person, session_of(person), uuid.uuid4().hex, now + timedelta(days=1))
+            )
         for _ in range(SPACES):
             space = uuid.uuid4()
             spaces.append((space, tenant, "Squad", coach, now))
@@ -75,6 +84,11 @@ async def seed(dsn: str) -> list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]]:
             "tenant_memberships",
             records=memberships,
             columns=["tenant_id", "user_id", "role", "created_at"],
+        )
+        await conn.copy_records_to_table(
+            "refresh_tokens",
+            records=sessions,
+            columns=["tenant_id", "user_id", "family_id", "token_hash", "expires_at"],
         )
         await conn.copy_records_to_table(
             "spaces", records=spaces, columns=["id", "tenant_id", "name", "owner_id", "created_at"]
@@ -186,7 +200,7 @@ def main() -> None:
         sample = [rng.choice(picks) for _ in range(3000)]
         product_lines = [
             f"/posts?space_id={s}&limit=20 "
-            + issue_access_token(stack.settings, AccessClaims(u, t, "ATHLETE"))
+            + issue_access_token(stack.settings, AccessClaims(u, t, session_of(u)), role="ATHLETE")
             for t, s, u in sample
         ]
         bare_lines = [f"/feed?space_id={s}&tenant={t}&user={u}&limit=20 " for t, s, u in sample]
@@ -224,7 +238,8 @@ def main() -> None:
             "PostgreSQL."
         )
         print(
-            "product path: JWT decode (cached), tenant policy (cached), rate limits for "
+            "product path: JWT decode (cached), tenant policy (cached), the caller's role "
+            "and session from the database (cached, read per tenant in batches), rate limits for "
             "IP/user/tenant (decided in-process, charged to Redis every 50 ms), RLS "
             "transaction, query, JSON, request id and Prometheus metrics; LOG_LEVEL=WARNING "
             "for both servers, so no access-log line per request."

@@ -104,7 +104,9 @@ async def refresh(body: RefreshIn, resources: ResourcesDep, meta: MetaDep) -> To
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshIn, resources: ResourcesDep) -> Response:
-    await service.logout(resources.db, resources.settings, body.refresh_token)
+    ended = await service.logout(resources.db, resources.settings, body.refresh_token)
+    if ended is not None:  # other replicas notice within MEMBERSHIP_CACHE_SECONDS
+        resources.member_sessions.forget(ended.tenant_id, ended.user_id, ended.session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -43,19 +43,28 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 @dataclass(frozen=True)
 class AccessClaims:
+    """What the API takes from an access token: who, in which tenant, from which sign-in.
+
+    No role: a token outlives role changes, so the caller's role is read from the database
+    on each request (app/tenants/access.py). `session_id` is the refresh-token family the
+    token was issued with; revoking the family (logout, removal, role change) ends it.
+    """
+
     user_id: uuid.UUID
     tenant_id: uuid.UUID
-    role: str
+    session_id: uuid.UUID
 
 
-def issue_access_token(settings: Settings, claims: AccessClaims) -> str:
+def issue_access_token(settings: Settings, claims: AccessClaims, *, role: str) -> str:
+    """`role` goes into the token for clients to display; the API never trusts it."""
     now = datetime.now(UTC)
     payload = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "sub": str(claims.user_id),
         "tenant": str(claims.tenant_id),
-        "role": claims.role,
+        "sid": str(claims.session_id),
+        "role": role,
         "iat": now,
         "exp": now + timedelta(seconds=settings.access_token_ttl_seconds),
         "jti": secrets.token_hex(8),
@@ -102,13 +111,14 @@ def _decode(settings: Settings, token: str) -> tuple[AccessClaims, float]:
             algorithms=[JWT_ALGORITHM],  # pinned: never trust the token's own "alg"
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "role"]},
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "tenant", "sid"]},
         )
         claims = AccessClaims(
-            uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]), str(payload["role"])
+            uuid.UUID(payload["sub"]), uuid.UUID(payload["tenant"]), uuid.UUID(payload["sid"])
         )
         return claims, float(payload["exp"])
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
+        # AttributeError: uuid.UUID() given a number or a list instead of a string.
         raise Unauthorized("The access token is invalid or expired.") from exc
 
 

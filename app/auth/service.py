@@ -93,16 +93,18 @@ def _issue_tokens(
     family_id: uuid.UUID | None = None,
 ) -> TokenPair:
     refresh = OpaqueToken.new(tenant_id)
+    family_id = family_id or uuid.uuid4()
     session.add(
         RefreshToken(
             tenant_id=tenant_id,
             user_id=user_id,
-            family_id=family_id or uuid.uuid4(),
+            family_id=family_id,
             token_hash=refresh.digest(settings),
             expires_at=_now() + timedelta(seconds=settings.refresh_token_ttl_seconds),
         )
     )
-    access = issue_access_token(settings, AccessClaims(user_id, tenant_id, role))
+    # The family is the sign-in's session: revoking it ends this access token too.
+    access = issue_access_token(settings, AccessClaims(user_id, tenant_id, family_id), role=role)
     return TokenPair(
         access, refresh.value, settings.access_token_ttl_seconds, tenant_id, user_id, role
     )
@@ -336,18 +338,29 @@ async def _revoke_family(session: AsyncSession, family_id: uuid.UUID, now: datet
     )
 
 
-async def logout(db: Database, settings: Settings, raw_token: str) -> None:
-    """Revoke the token's family. Unknown tokens are ignored (nothing to reveal)."""
+@dataclass(frozen=True)
+class EndedSession:
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+async def logout(db: Database, settings: Settings, raw_token: str) -> EndedSession | None:
+    """Revoke the token's family, which ends the access tokens issued with it as well.
+    Unknown tokens are ignored (nothing to reveal); returns the session that ended."""
     try:
         token = OpaqueToken.parse(raw_token)
     except Unauthorized:
-        return
+        return None
     async with db.transaction(token.tenant_id) as session:
         row = await session.scalar(
             select(RefreshToken).where(RefreshToken.token_hash == token.digest(settings))
         )
-        if row is not None:
-            await _revoke_family(session, row.family_id, _now())
+        if row is None:
+            return None
+        await _revoke_family(session, row.family_id, _now())
+        ended = EndedSession(token.tenant_id, row.user_id, row.family_id)
+    return ended
 
 
 async def accept_invitation(
