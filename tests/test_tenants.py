@@ -161,6 +161,44 @@ async def test_non_admin_cannot_change_roles(client):
     assert response.status_code == 403
 
 
+async def test_removal_is_audited(client):
+    admin = await register_tenant(client)
+    coach = await add_member(client, admin, "COACH")
+    response = await client.delete(
+        f"/tenants/{admin.tenant_id}/members/{coach.user_id}", headers=admin.headers
+    )
+    assert response.status_code == 204
+    audit = (
+        await client.get("/admin/audit", headers=admin.headers, params={"action": "member.removed"})
+    ).json()["items"]
+    assert [(a["target_id"], a["details"]) for a in audit] == [
+        (str(coach.user_id), {"role": "COACH"})
+    ]
+    assert audit[0]["actor_user_id"] == str(admin.user_id)
+    members = await client.get(f"/tenants/{admin.tenant_id}/members", headers=admin.headers)
+    assert str(coach.user_id) not in {m["user_id"] for m in members.json()["items"]}
+
+
+@pytest.mark.parametrize("role", ["COACH", "ATHLETE", "SCHEDULER"])
+async def test_non_admin_cannot_remove_members(client, role):
+    admin = await register_tenant(client)
+    member = await add_member(client, admin, role)
+    other = await add_member(client, admin, "ATHLETE")
+    response = await client.delete(
+        f"/tenants/{admin.tenant_id}/members/{other.user_id}", headers=member.headers
+    )
+    assert response.status_code == 403
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_removing_someone_who_is_not_a_member_is_404(client):
+    admin = await register_tenant(client)
+    response = await client.delete(
+        f"/tenants/{admin.tenant_id}/members/{uuid.uuid4()}", headers=admin.headers
+    )
+    assert response.status_code == 404
+
+
 async def test_only_admins_read_the_audit_log(client):
     admin = await register_tenant(client)
     coach = await add_member(client, admin, "COACH")
@@ -210,6 +248,19 @@ class TestAnotherTenantsIdsAreNotFound:
             json={"role": "ADMIN"},
         )
         assert via_b.status_code == via_a.status_code == 404
+
+    async def test_remove_another_tenants_member(self, client, a_and_b):
+        a, b, b_member = a_and_b
+        via_b = await client.delete(
+            f"/tenants/{b.tenant_id}/members/{b_member.user_id}", headers=a.headers
+        )
+        via_a = await client.delete(
+            f"/tenants/{a.tenant_id}/members/{b_member.user_id}", headers=a.headers
+        )
+        assert via_b.status_code == via_a.status_code == 404
+        assert via_b.headers["content-type"] == PROBLEM
+        still = await client.get(f"/tenants/{b.tenant_id}", headers=b_member.headers)
+        assert still.status_code == 200
 
     async def test_invitation_token_cannot_be_replayed_into_another_tenant(self, client, a_and_b):
         a, b, _ = a_and_b

@@ -1,10 +1,17 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.caller import Caller
-from app.deps import CallerDep, MetaDep, SettingsDep, TenantSessionDep, require_roles
+from app.deps import (
+    CallerDep,
+    MetaDep,
+    ResourcesDep,
+    SettingsDep,
+    TenantSessionDep,
+    require_roles,
+)
 from app.schemas_common import PageOut
 from app.tenants import service
 from app.tenants.models import Role
@@ -91,8 +98,27 @@ async def change_role(
     body: RoleChangeIn,
     caller: AdminDep,
     session: TenantSessionDep,
+    resources: ResourcesDep,
     meta: MetaDep,
 ) -> MemberOut:
-    """Change a member's role (ADMIN only; the last ADMIN cannot be demoted)."""
+    """Change a member's role (ADMIN only; the last ADMIN cannot be demoted). The member's
+    sessions end: they sign in again under the new role."""
     member = await service.change_role(session, caller, tenant_id, user_id, body.role, meta)
+    resources.member_sessions.forget(tenant_id, user_id)  # other replicas: within seconds
     return MemberOut.model_validate(member)
+
+
+@router.delete("/{tenant_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_member(
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    caller: AdminDep,
+    session: TenantSessionDep,
+    resources: ResourcesDep,
+    meta: MetaDep,
+) -> Response:
+    """Remove a member (ADMIN only; the last ADMIN cannot be removed). Their sessions end
+    and their access tokens stop working within MEMBERSHIP_CACHE_SECONDS."""
+    await service.remove_member(session, caller, tenant_id, user_id, meta)
+    resources.member_sessions.forget(tenant_id, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

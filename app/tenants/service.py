@@ -4,12 +4,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin import service as audit
 from app.auth import emails
-from app.auth.models import User
+from app.auth.models import RefreshToken, User
 from app.auth.security import OpaqueToken
 from app.caller import Caller
 from app.errors import Conflict, Gone, NotFound
@@ -17,6 +17,7 @@ from app.mail import deliver
 from app.pagination import Page, after_cursor, page_of
 from app.request_meta import RequestMeta
 from app.settings import Settings
+from app.spaces.models import SpaceMember
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 
 
@@ -163,6 +164,42 @@ async def list_members(
     return page_of(members, limit, lambda m: (m.joined_at, m.membership_id))
 
 
+async def _lock_admins(session: AsyncSession, tenant_id: uuid.UUID) -> set[uuid.UUID]:
+    """Lock the tenant's ADMIN memberships and return who holds them.
+
+    Every change that could leave a tenant without an ADMIN takes these locks first, in
+    one order, before touching its target: two admins demoting or removing each other at
+    once then run one after the other, and the second sees the first's result (a row that
+    stopped being ADMIN while we waited drops out of the set when the lock is granted).
+    """
+    held = await session.scalars(
+        select(TenantMembership.user_id)
+        .where(TenantMembership.tenant_id == tenant_id, TenantMembership.role == Role.ADMIN)
+        .order_by(TenantMembership.id)
+        .with_for_update()
+    )
+    return set(held)
+
+
+def _keep_an_admin(admins: set[uuid.UUID], leaving: uuid.UUID) -> None:
+    if not admins - {leaving}:
+        raise Conflict("An organisation needs at least one ADMIN.")
+
+
+async def _end_sessions(session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """Revoke the member's refresh-token families in this tenant: their refresh tokens stop
+    working, and so do their access tokens (current_caller checks the family)."""
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.tenant_id == tenant_id,
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=func.now())
+    )
+
+
 async def change_role(
     session: AsyncSession,
     caller: Caller,
@@ -171,13 +208,16 @@ async def change_role(
     role: Role,
     meta: RequestMeta | None,
 ) -> Member:
+    """Give a member another role (never taking the last ADMIN's). The member's sessions
+    end, so they sign in again under the new role."""
     _same_tenant(caller, tenant_id)
     async with session.begin():
+        admins = await _lock_admins(session, tenant_id) if role != Role.ADMIN else set()
         row = (
             await session.execute(
                 select(TenantMembership, User)
                 .join(User, User.id == TenantMembership.user_id)
-                .where(TenantMembership.user_id == user_id)
+                .where(TenantMembership.tenant_id == tenant_id, TenantMembership.user_id == user_id)
                 .with_for_update(of=TenantMembership)
             )
         ).first()
@@ -185,22 +225,58 @@ async def change_role(
             raise NotFound("Member not found.")
         membership, user = row
         previous = membership.role
-        if previous == Role.ADMIN and role != Role.ADMIN:
-            admins = await session.scalar(
-                select(func.count())
-                .select_from(TenantMembership)
-                .where(TenantMembership.role == Role.ADMIN)
+        if previous != role:
+            if previous == Role.ADMIN:
+                _keep_an_admin(admins, user_id)
+            membership.role = role
+            await _end_sessions(session, tenant_id, user_id)
+            audit.record_by(
+                session,
+                caller,
+                action="member.role_changed",
+                meta=meta,
+                target_type="user",
+                target_id=user_id,
+                details={"from": previous, "to": role},
             )
-            if (admins or 0) <= 1:
-                raise Conflict("An organisation needs at least one ADMIN.")
-        membership.role = role
+    return Member(user.id, user.name, user.email, role, membership.created_at, membership.id)
+
+
+async def remove_member(
+    session: AsyncSession,
+    caller: Caller,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    meta: RequestMeta | None,
+) -> None:
+    """Remove someone from the organisation (never the last ADMIN): their membership and
+    space memberships go, and their sessions end at once."""
+    _same_tenant(caller, tenant_id)
+    async with session.begin():
+        admins = await _lock_admins(session, tenant_id)
+        membership = await session.scalar(
+            select(TenantMembership)
+            .where(TenantMembership.tenant_id == tenant_id, TenantMembership.user_id == user_id)
+            .with_for_update()
+        )
+        if membership is None:
+            raise NotFound("Member not found.")
+        if membership.role == Role.ADMIN:
+            _keep_an_admin(admins, user_id)
+        await session.delete(membership)
+        # Spaces they were in would otherwise let them back in if they are invited again.
+        await session.execute(
+            delete(SpaceMember).where(
+                SpaceMember.tenant_id == tenant_id, SpaceMember.user_id == user_id
+            )
+        )
+        await _end_sessions(session, tenant_id, user_id)
         audit.record_by(
             session,
             caller,
-            action="member.role_changed",
+            action="member.removed",
             meta=meta,
             target_type="user",
             target_id=user_id,
-            details={"from": previous, "to": role},
+            details={"role": membership.role},
         )
-    return Member(user.id, user.name, user.email, role, membership.created_at, membership.id)
