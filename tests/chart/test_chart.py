@@ -1,5 +1,6 @@
 """The Helm chart, rendered by the real Helm engine and checked against upstream schemas."""
 
+import base64
 import copy
 import json
 import os
@@ -25,13 +26,14 @@ KEDA_CRDS = {
 }
 
 
-def run_render(values: dict) -> subprocess.CompletedProcess[str]:
+def run_render(*releases: dict) -> subprocess.CompletedProcess[str]:
+    """Install with the first values (and upgrade with each next one, see render.py)."""
     return subprocess.run(
         [
             sys.executable,
             str(ROOT / "tests" / "chart" / "render.py"),
             str(CHART),
-            json.dumps(values),
+            *map(json.dumps, releases),
         ],
         env={**os.environ, "HELM_DRIVER": "memory"},
         capture_output=True,
@@ -45,9 +47,13 @@ def values_file(name: str) -> dict:
     return yaml.safe_load((CHART / name).read_text()) if name else {}
 
 
+# The chart's defaults plus the one choice it insists on: where the JWT secrets come from.
+DEFAULT_INSTALL = {"secrets": {"generate": True}}
+
+
 @cache
 def rendered(variant: str) -> list[dict]:
-    result = run_render(values_file(variant))
+    result = run_render(values_file(variant) if variant else DEFAULT_INSTALL)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -176,6 +182,7 @@ def test_default_install_has_every_component():
         "ClusterRoleBinding",
         "TriggerAuthentication",
         "CustomResourceDefinition",
+        "NetworkPolicy",
     ):
         assert by_kind(objects, kind), kind
     crds = {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")}
@@ -287,6 +294,7 @@ def test_operator_rbac_is_least_privilege():
             },
             "readOnlyRootFilesystem",
         ),
+        ({"config": {"forwardedAllowIps": "*"}}, "forwardedAllowIps"),
         (
             {
                 "workers": {
@@ -373,3 +381,143 @@ def test_an_invalid_deployment_is_caught_by_the_kubernetes_schema():
     deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+# --- Secrets: never a public default ---------------------------------------------------
+
+
+def release_secret(objects: list[dict]) -> dict[str, str]:
+    """The release's own Secret, decoded (the emulator stores data as the API server does)."""
+    [secret] = [s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-secrets")]
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_without_jwt_secrets_the_render_fails_naming_them():
+    result = run_render({})
+    assert result.returncode != 0
+    assert "secrets.JWT_ACCESS_SECRET is required" in result.stderr
+    assert "secrets.generate=true" in result.stderr and "existingSecret" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret, message",
+    [
+        ("too-short", "shorter than 32 characters"),
+        ("dev-access-secret-change-me-0123456789abcdef", "a public placeholder"),
+    ],
+)
+def test_a_short_or_public_jwt_secret_fails_the_render(secret, message):
+    result = run_render({"secrets": {"JWT_ACCESS_SECRET": secret, "JWT_REFRESH_SECRET": "r" * 40}})
+    assert result.returncode != 0
+    assert f"secrets.JWT_ACCESS_SECRET is {message}" in result.stderr
+
+
+def test_generated_jwt_secrets_are_random_and_kept_across_upgrades():
+    result = run_render(DEFAULT_INSTALL, DEFAULT_INSTALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    installed, upgraded = (release_secret(step) for step in json.loads(result.stdout))
+    assert set(installed) == {"JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET"}
+    assert all(len(value) >= 32 for value in installed.values())
+    assert installed["JWT_ACCESS_SECRET"] != installed["JWT_REFRESH_SECRET"]
+    assert upgraded == installed  # read back with `lookup`: tokens survive an upgrade
+    # Another release gets its own.
+    assert release_secret(rendered(""))["JWT_ACCESS_SECRET"] != installed["JWT_ACCESS_SECRET"]
+
+
+def test_an_existing_secret_means_the_chart_makes_none():
+    objects = json.loads(run_render({"existingSecret": "courtside-prod"}).stdout)
+    assert by_kind(objects, "Secret") == []
+    for obj, pod in pod_specs(objects):
+        for container in pod["containers"]:
+            env_from = container.get("envFrom", [])
+            refs = [e["secretRef"]["name"] for e in env_from if "secretRef" in e]
+            assert refs in ([], ["courtside-prod"]), obj["metadata"]["name"]
+
+
+# --- Who may reach what -------------------------------------------------------------
+
+
+def component(objects: list[dict], kind: str, name: str) -> dict:
+    return next(
+        o
+        for o in by_kind(objects, kind)
+        if o["metadata"]["labels"].get("app.kubernetes.io/component") == name
+    )
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(
+        labels.get(e["key"]) in e["values"]
+        for e in selector.get("matchExpressions", [])
+        if e["operator"] == "In"
+    )
+
+
+INGRESS_NGINX = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+}
+PROMETHEUS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+}
+
+
+def test_only_the_ingress_controller_reaches_the_api_and_only_prometheus_its_metrics(objects):
+    policy = component(objects, "NetworkPolicy", "api")
+    kubernetes_validate.validate(_clean(policy), K8S_VERSION, strict=True)
+    api = component(objects, "Deployment", "api")
+    assert selects(policy["spec"]["podSelector"], api["spec"]["template"]["metadata"]["labels"])
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    assert rules == {"http": [INGRESS_NGINX], "metrics": [PROMETHEUS]}
+    # Those are the API container's ports; nothing else listens.
+    [container] = api["spec"]["template"]["spec"]["containers"]
+    assert {p["name"] for p in container["ports"]} == {"http", "metrics"}
+
+
+def test_workers_take_only_prometheus_scrapes(objects):
+    [policy] = [
+        o for o in by_kind(objects, "NetworkPolicy") if o["metadata"]["name"].endswith("-workers")
+    ]
+    workers = [
+        d
+        for d in by_kind(objects, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"].startswith("worker-")
+    ]
+    assert workers
+    for worker in workers:
+        labels = worker["spec"]["template"]["metadata"]["labels"]
+        assert selects(policy["spec"]["podSelector"], labels), worker["metadata"]["name"]
+    assert not selects(
+        policy["spec"]["podSelector"],
+        component(objects, "Deployment", "api")["spec"]["template"]["metadata"]["labels"],
+    )
+    assert policy["spec"]["ingress"] == [
+        {"from": [PROMETHEUS], "ports": [{"port": "metrics", "protocol": "TCP"}]}
+    ]
+
+
+def test_metrics_are_off_the_public_path(objects):
+    api = component(objects, "Deployment", "api")
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    [container] = api["spec"]["template"]["spec"]["containers"]
+    metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+    assert annotations["prometheus.io/port"] == str(metrics_port)
+    service = component(objects, "Service", "api")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+    for ingress in by_kind(objects, "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["port"] == {"name": "http"}
+
+
+def test_client_addresses_are_believed_only_from_listed_proxies():
+    assert values_file("values.yaml")["config"]["forwardedAllowIps"] == ""
+    [config] = by_kind(rendered(""), "ConfigMap")
+    assert config["data"]["FORWARDED_ALLOW_IPS"] == ""
+    for variant in VARIANTS[1:]:
+        trusted = values_file(variant)["config"]["forwardedAllowIps"]
+        assert trusted and "*" not in trusted, variant

@@ -95,3 +95,22 @@ topologySpreadConstraints:
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{/* One JWT secret: the given value, the stored one (secrets.generate), a new random one
+(secrets.generate, first install), or a failed render naming the value to set. */}}
+{{- define "courtside.jwtSecret" -}}
+{{- $given := index .root.Values.secrets .key | default "" -}}
+{{- if $given -}}
+{{- if lt (len $given) 32 -}}
+{{- fail (printf "secrets.%s is shorter than 32 characters: use 32 or more random ones, or set secrets.generate=true" .key) -}}
+{{- end -}}
+{{- if and (contains "change-me" (lower $given)) (ne .root.Values.config.environment "development") -}}
+{{- fail (printf "secrets.%s is a public placeholder: set a random value, or secrets.generate=true" .key) -}}
+{{- end -}}
+{{- $given -}}
+{{- else if .root.Values.secrets.generate -}}
+{{- with index .stored .key }}{{ b64dec . }}{{ else }}{{ randAlphaNum 48 }}{{ end -}}
+{{- else -}}
+{{- fail (printf "secrets.%s is required: set it (32+ random characters), set secrets.generate=true to generate one that is kept across upgrades, or name an existingSecret that holds it" .key) -}}
+{{- end -}}
+{{- end -}}
