@@ -21,6 +21,10 @@ def literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def runtime_role() -> str:
     return _ident(get_settings().db_runtime_role)
 
@@ -59,7 +63,8 @@ def ensure_tenant_reader() -> None:
     )
     # A session's tenant if its login role is a tenant role. A member of the reader group
     # that has lost its mapping gets nobody's tenant rather than none (which would unpin
-    # it); the owner's ADMIN OPTION membership, which grants nothing, doesn't count.
+    # it); the owner's ADMIN OPTION membership, which grants nothing, doesn't count. Catalog
+    # lookups by oid, not through pg_roles: this runs once in every query of every role.
     op.execute(
         f"""
         CREATE OR REPLACE FUNCTION pinned_tenant() RETURNS uuid
@@ -69,9 +74,8 @@ def ensure_tenant_reader() -> None:
                  WHERE r.role_name = session_user),
                 CASE WHEN EXISTS (
                     SELECT 1 FROM pg_auth_members m
-                    JOIN pg_roles g ON g.oid = m.roleid
-                    JOIN pg_roles u ON u.oid = m.member
-                    WHERE g.rolname = {literal(reader)} AND u.rolname = session_user
+                    WHERE m.roleid = to_regrole({literal(quote_ident(reader))})
+                      AND m.member = to_regrole(quote_ident(session_user))
                       AND NOT m.admin_option
                 ) THEN {literal(NO_TENANT)}::uuid END)
         $$
