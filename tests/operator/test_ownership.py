@@ -195,3 +195,24 @@ async def test_a_slug_derived_row_is_adopted_as_managed(reconciler, store, super
     )
     assert (await reconciler.reconcile(spec, store)).ok
     assert await superuser_conn.fetchval("SELECT managed FROM tenants WHERE id = $1", tenant_id)
+
+
+async def test_a_role_under_the_old_cut_name_is_replaced(reconciler, store, superuser_conn):
+    """Before names were hashed, a long slug's role was its first 56 characters."""
+    spec = make_spec(slug=("club-" + uuid.uuid4().hex * 2)[:63])
+    old = "tenant_" + spec.slug.replace("-", "_")[:56]
+    assert old != spec.role_name
+    await reconciler.reconcile(spec, store)
+    await superuser_conn.execute(f'ALTER ROLE "{spec.role_name}" RENAME TO "{old}"')
+    await superuser_conn.execute(
+        "UPDATE tenant_db_roles SET role_name = $1 WHERE role_name = $2", old, spec.role_name
+    )
+    outcome = await reconciler.reconcile(spec, store)
+    assert outcome.ok
+    assert f"role {old} replaced by {spec.role_name}" in outcome.actions
+    roles = await superuser_conn.fetch(
+        "SELECT role_name FROM tenant_db_roles WHERE tenant_id = $1", tenant_id_for_slug(spec.slug)
+    )
+    assert [r["role_name"] for r in roles] == [spec.role_name]
+    assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", old) is None
+    assert (await store.get(spec.secret_name))["username"] == spec.role_name
