@@ -6,7 +6,7 @@ request, and each process keeps what it read for MEMBERSHIP_CACHE_SECONDS.
 
 A session is the refresh-token family a token was issued with (its `sid`); it is live
 while no token of the family is revoked (logout, reuse detection, role change, removal
-all revoke whole families).
+all revoke whole families) and it began after the user's last password reset.
 
 Sessions are read per tenant, in batches: a read takes every session of the tenant that
 was asked for meanwhile, plus the recently used ones that are halfway to stale, in one
@@ -29,15 +29,18 @@ SessionKey = tuple[uuid.UUID, uuid.UUID]
 
 # Every predicate leads with the tenant, as the indexes do: memberships (tenant_id, user_id),
 # refresh tokens (tenant_id, family_id). A family counts only with a token of this user in
-# it, and ends as soon as any of its tokens is revoked.
+# it issued after their last password reset (as refresh does: app/auth/service.py), and
+# ends as soon as any of its tokens is revoked.
 _SESSIONS_SQL = """
 SELECT s.user_id, s.session_id, m.role
 FROM unnest($2::text[], $3::text[]) AS s(user_id, session_id)
 JOIN tenant_memberships m ON m.tenant_id = $1 AND m.user_id = s.user_id::uuid
+JOIN users u ON u.id = m.user_id
 WHERE EXISTS (
         SELECT 1 FROM refresh_tokens r
         WHERE r.tenant_id = $1 AND r.family_id = s.session_id::uuid
-          AND r.user_id = s.user_id::uuid)
+          AND r.user_id = s.user_id::uuid
+          AND (u.password_changed_at IS NULL OR r.created_at > u.password_changed_at))
   AND NOT EXISTS (
         SELECT 1 FROM refresh_tokens r
         WHERE r.tenant_id = $1 AND r.family_id = s.session_id::uuid
