@@ -87,12 +87,20 @@ class Settings(BaseSettings):
     # How long a caller's role and session (not revoked) read per request are cached in-process.
     membership_cache_seconds: float = Field(2.0, ge=0, le=10)
 
-    # Failed-login throttling.
-    login_max_failures_per_account_ip: int = 5
-    login_max_failures_per_ip: int = 50
+    # Failed-login throttling (app/auth/throttle.py).
+    login_max_failures_per_account_ip: int = 5  # one address guessing one account
+    login_max_failures_per_ip: int = 50  # one address spraying many accounts
+    # Account on alert (each address that already failed for it is refused) once it has this
+    # many failures from at least login_alert_min_addresses distinct addresses.
     login_max_failures_per_account: int = 20
+    login_alert_min_addresses: int = 5
     login_failure_window_seconds: int = 900
-    login_account_lock_seconds: int = 60
+
+    # Mail that proves ownership of an address (signed, expiring tokens; app/auth/email_tokens.py).
+    public_url: str = "http://localhost:3000"  # base of the links in mails (the web app)
+    email_verification_ttl_seconds: int = 24 * 3600  # sign-up link
+    password_reset_ttl_seconds: int = 3600  # password-reset link
+    auth_mails_per_address_per_hour: int = 5  # sign-up/reset mails to one address
 
     max_upload_size_mb: int = 500
     max_tenant_storage_gb: int = 50
