@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 import uuid
+from email import message_from_bytes
 
 import httpx
 
 from app.devstack import free_port
+from tests.factories import token_in
 
 HARNESS_VARS = (
     "DATABASE_URL",
@@ -62,6 +64,17 @@ def _wait_for_api(process, url, timeout=120):
     raise AssertionError("the local stack did not become ready")
 
 
+def _mailed_token(mail_dir, email, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in sorted(mail_dir.glob("*.eml")) if mail_dir.exists() else []:
+            message = message_from_bytes(path.read_bytes())
+            if str(message["To"]).lower() == email:
+                return token_in(message)
+        time.sleep(0.2)
+    raise AssertionError(f"no sign-up mail for {email} in {mail_dir}")
+
+
 def _stop(process):
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
@@ -81,14 +94,15 @@ def test_dev_stack_runs_keeps_data_and_stops_cleanly(tmp_path):
         email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
         registered = httpx.post(
             f"{url}/auth/register",
-            json={
-                "email": email,
-                "password": "kept across runs",
-                "name": "P",
-                "tenant_name": "Persisted",
-            },
+            json={"email": email, "name": "P", "tenant_name": "Persisted"},
         )
-        assert registered.status_code == 201
+        assert registered.status_code == 202
+        # The sign-up link arrives in the local mail folder, as a developer would read it.
+        verified = httpx.post(
+            f"{url}/auth/register/verify",
+            json={"token": _mailed_token(tmp_path / "mail", email), "password": "kept across runs"},
+        )
+        assert verified.status_code == 201
     finally:
         output = _stop(first)
     assert first.returncode is not None
