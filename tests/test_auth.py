@@ -5,6 +5,7 @@ import jwt
 import pytest
 
 from app.auth.security import PASSWORD_HASHER
+from app.db import TENANT_CONTEXT_SQL
 from tests.factories import mail_body, next_mail, register_tenant, unique_email
 
 PROBLEM = "application/problem+json"
@@ -172,6 +173,27 @@ async def test_logout_revokes_the_refresh_token(client):
         await client.post("/auth/logout", json={"refresh_token": admin.refresh_token})
     ).status_code == 204
     response = await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
+    assert response.status_code == 401
+
+
+async def test_a_refresh_that_raced_a_logout_cannot_keep_the_session(client, runtime_conn):
+    """A logout racing a refresh revokes the family's rows it can see, not the row the refresh
+    is inserting. The token that refresh handed out must not outlive the logout."""
+    admin = await register_tenant(client)
+    rotated = (
+        await client.post("/auth/refresh", json={"refresh_token": admin.refresh_token})
+    ).json()
+    sid = jwt.decode(rotated["access_token"], options={"verify_signature": False})["sid"]
+    # The state such a race leaves: every row of the family revoked but the newest.
+    async with runtime_conn.transaction():
+        await runtime_conn.execute(TENANT_CONTEXT_SQL, str(admin.tenant_id), "")
+        revoked = await runtime_conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() "
+            "WHERE family_id = $1 AND used_at IS NOT NULL",
+            uuid.UUID(sid),
+        )
+    assert revoked == "UPDATE 1"
+    response = await client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     assert response.status_code == 401
 
 

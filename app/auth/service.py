@@ -292,6 +292,7 @@ async def refresh(db: Database, settings: Settings, raw_token: str, meta: Reques
             and row.revoked_at is None
             and row.expires_at > now
             and not await _password_changed_since(session, row)
+            and not await _family_revoked(session, row.family_id)
         ):
             membership = await session.scalar(
                 select(TenantMembership).where(TenantMembership.user_id == row.user_id)
@@ -321,6 +322,17 @@ async def refresh(db: Database, settings: Settings, raw_token: str, meta: Reques
             )
     # Outside the transaction, so the revocation above commits.
     raise Unauthorized("The refresh token is no longer valid; sign in again.")
+
+
+async def _family_revoked(session: AsyncSession, family_id: uuid.UUID) -> bool:
+    # A logout racing this refresh revokes the rows it can see, not the one we insert; so a
+    # family with any revoked token is over, as the per-request session check treats it.
+    revoked = await session.scalar(
+        select(RefreshToken.id)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
+        .limit(1)
+    )
+    return revoked is not None
 
 
 async def _password_changed_since(session: AsyncSession, row: RefreshToken) -> bool:
