@@ -521,3 +521,242 @@ def test_client_addresses_are_believed_only_from_listed_proxies():
     for variant in VARIANTS[1:]:
         trusted = values_file(variant)["config"]["forwardedAllowIps"]
         assert trusted and "*" not in trusted, variant
+
+
+# --- Cloud identity: one ServiceAccount (and IAM role) per component ----------------
+
+IRSA_ROLE = "eks.amazonaws.com/role-arn"
+# The pods of each component (their component label) and the ServiceAccount they run as.
+ACCOUNT_OF_COMPONENT = {
+    "api": "courtside-api",
+    "worker-outbox-relay": "courtside-outbox-relay",
+    "worker-notifications": "courtside-notifications",
+    "worker-media": "courtside-media",
+    "worker-scheduler": "courtside-scheduler",
+    "migrate": "courtside-migrate",
+    "operator": "courtside-operator",
+}
+VALUES_KEY_OF_ACCOUNT = {
+    "courtside-api": "api",
+    "courtside-outbox-relay": "outboxRelay",
+    "courtside-notifications": "notifications",
+    "courtside-media": "media",
+    "courtside-scheduler": "scheduler",
+    "courtside-migrate": "migrate",
+    "courtside-operator": "operator",
+}
+# A role ARN the workers would hold: none of them may reach the API's, the scheduler's
+# or the migrations' ServiceAccount.
+WORKER_ROLES = {
+    "outboxRelay": "arn:aws:iam::123456789012:role/courtside-outbox-relay",
+    "notifications": "arn:aws:iam::123456789012:role/courtside-notifications-worker",
+    "media": "arn:aws:iam::123456789012:role/courtside-media-worker",
+    "operator": "arn:aws:iam::123456789012:role/courtside-operator",
+}
+
+
+def service_accounts(objects: list[dict]) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in by_kind(objects, "ServiceAccount")}
+
+
+def chart_annotations(obj: dict) -> dict[str, str]:
+    """The annotations the chart wrote (Helm adds its own meta.helm.sh/ ones)."""
+    return {
+        k: v
+        for k, v in obj["metadata"].get("annotations", {}).items()
+        if not k.startswith(("meta.helm.sh/", "courtside.test/hook"))
+    }
+
+
+def pods_by_component(objects: list[dict]) -> dict[str, list[dict]]:
+    pods: dict[str, list[dict]] = {}
+    for obj, pod in pod_specs(objects):
+        name = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        if name in ACCOUNT_OF_COMPONENT:
+            pods.setdefault(name, []).append(pod)
+    return pods
+
+
+def test_every_workload_runs_as_its_own_service_account(objects):
+    accounts = service_accounts(objects)
+    pods = pods_by_component(objects)
+    assert {"api", "worker-outbox-relay", "operator"} <= set(pods)
+    for name, specs in pods.items():
+        for pod in specs:
+            assert pod["serviceAccountName"] == ACCOUNT_OF_COMPONENT[name], name
+            assert pod["serviceAccountName"] in accounts, name  # the chart made it
+    # No two components share one.
+    used = {name: specs[0]["serviceAccountName"] for name, specs in pods.items()}
+    assert len(set(used.values())) == len(used)
+
+
+def test_the_media_scaled_job_runs_as_the_media_worker():
+    objects = rendered("values-production.yaml")
+    [job] = by_kind(objects, "ScaledJob")
+    pod = job["spec"]["jobTargetRef"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "courtside-media"
+    role = chart_annotations(service_accounts(objects)["courtside-media"])[IRSA_ROLE]
+    assert role == "arn:aws:iam::123456789012:role/courtside-media-worker"
+
+
+def test_each_service_account_carries_the_annotations_given_for_its_component():
+    given = {
+        key: {"annotations": {"courtside.test/for": key}} for key in VALUES_KEY_OF_ACCOUNT.values()
+    }
+    for key, role in WORKER_ROLES.items():
+        given[key]["annotations"][IRSA_ROLE] = role
+    result = run_render(
+        {
+            **DEFAULT_INSTALL,
+            "serviceAccounts": given,
+            "keda": {"media": {"mode": "scaledJob"}},
+        }
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    objects = json.loads(result.stdout)
+    accounts = service_accounts(objects)
+    assert set(accounts) == set(VALUES_KEY_OF_ACCOUNT)
+    for name, account in accounts.items():
+        assert chart_annotations(account) == given[VALUES_KEY_OF_ACCOUNT[name]]["annotations"]
+        assert account["metadata"]["labels"]["app.kubernetes.io/part-of"] == "courtside"
+        kubernetes_validate.validate(_clean(account), K8S_VERSION, strict=True)
+    # The pods, the ScaledJob's included, run under the account with their own role.
+    pods = pods_by_component(objects)
+    assert "worker-media" in pods and not any(
+        d["metadata"]["name"] == "courtside-media" for d in by_kind(objects, "Deployment")
+    )
+    for component, specs in pods.items():
+        for pod in specs:
+            assert pod["serviceAccountName"] == ACCOUNT_OF_COMPONENT[component]
+
+
+def irsa_trust(role_service_account: str) -> dict:
+    """iam/irsa-trust.json filled in for one role, as iam/README.md says to."""
+    text = (CHART / "iam" / "irsa-trust.json").read_text()
+    for placeholder, value in {
+        "ACCOUNT_ID": "123456789012",
+        "REGION": "us-east-1",
+        "CLUSTER_OIDC_ID": "EXAMPLE",
+        "NAMESPACE": "courtside",
+        "SERVICE_ACCOUNT": role_service_account,
+    }.items():
+        text = text.replace(placeholder, value)
+    return json.loads(text)
+
+
+def trust_admits(policy: dict, token_claims: dict[str, str]) -> bool:
+    """Would STS let a web identity with these token claims assume the role?"""
+    for statement in policy["Statement"]:
+        if statement["Action"] != "sts:AssumeRoleWithWebIdentity":
+            continue
+        conditions = statement["Condition"]["StringEquals"]
+        if all(token_claims.get(key.rsplit(":", 1)[1]) == v for key, v in conditions.items()):
+            return True
+    return False
+
+
+def projected_token(pod: dict) -> dict[str, str]:
+    """The claims of the token the IRSA webhook mounts in a pod: its ServiceAccount's."""
+    return {
+        "sub": f"system:serviceaccount:courtside:{pod['serviceAccountName']}",
+        "aud": "sts.amazonaws.com",
+    }
+
+
+def test_the_api_pod_cannot_take_the_outbox_relays_role():
+    """With the production values, the API (and the scheduler and the migrations) get no
+    role from the webhook, and their own identity token can't assume the relay's role,
+    the only one that may sqs:SendMessage: they can't forge queue messages."""
+    objects = rendered("values-production.yaml")
+    accounts = service_accounts(objects)
+    relay_role = WORKER_ROLES["outboxRelay"]
+    [relay_account] = [
+        name for name, sa in accounts.items() if chart_annotations(sa).get(IRSA_ROLE) == relay_role
+    ]
+    relay_trust = irsa_trust(relay_account)
+    pods = pods_by_component(objects)
+    [relay_pod, *_] = pods["worker-outbox-relay"]
+    assert trust_admits(relay_trust, projected_token(relay_pod))  # the control
+    for component in ("api", "worker-scheduler", "migrate"):
+        for pod in pods[component]:
+            account = chart_annotations(accounts[pod["serviceAccountName"]])
+            # The webhook injects AWS_ROLE_ARN from this annotation: none at all.
+            assert account == {}, component
+            assert not trust_admits(relay_trust, projected_token(pod)), component
+    # And no other pod either.
+    for component, specs in pods.items():
+        if component != "worker-outbox-relay":
+            for pod in specs:
+                assert not trust_admits(relay_trust, projected_token(pod)), component
+
+
+def test_the_api_and_scheduler_carry_none_of_the_workers_annotations(objects):
+    accounts = service_accounts(objects)
+    worker_annotations = {
+        (k, v)
+        for name in ("courtside-outbox-relay", "courtside-notifications", "courtside-media")
+        if name in accounts
+        for k, v in chart_annotations(accounts[name]).items()
+    }
+    for name in ("courtside-api", "courtside-scheduler"):
+        assert not set(chart_annotations(accounts[name]).items()) & worker_annotations, name
+        assert IRSA_ROLE not in chart_annotations(accounts[name]), name
+
+
+def test_two_components_under_one_role_fail_the_render():
+    """Giving the API the relay's role by values would be the shared identity again."""
+    relay_role = {"annotations": {IRSA_ROLE: WORKER_ROLES["outboxRelay"]}}
+    result = run_render(
+        {**DEFAULT_INSTALL, "serviceAccounts": {"api": relay_role, "outboxRelay": relay_role}}
+    )
+    assert result.returncode != 0
+    assert "serviceAccounts.api and serviceAccounts.outboxRelay have the same" in result.stderr
+
+
+def test_no_pod_but_the_operators_mounts_a_kubernetes_api_token(objects):
+    for account in by_kind(objects, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False, account["metadata"]["name"]
+    for obj, pod in pod_specs(objects):
+        is_operator = obj["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+        assert pod["automountServiceAccountToken"] is is_operator, obj["metadata"]["name"]
+
+
+def test_the_migrations_service_account_exists_before_their_hook_job():
+    objects = rendered("")
+    account = service_accounts(objects)["courtside-migrate"]
+    job = next(o for o in by_kind(objects, "Job") if o["metadata"]["name"] == "courtside-migrate")
+    hook = account["metadata"]["annotations"]
+    assert hook["courtside.test/hook"] == job["metadata"]["annotations"]["courtside.test/hook"]
+    assert int(hook["courtside.test/hook-weight"]) < int(
+        job["metadata"]["annotations"]["courtside.test/hook-weight"]
+    )
+
+
+def test_an_existing_service_account_is_used_by_name():
+    result = run_render(
+        {
+            **DEFAULT_INSTALL,
+            "serviceAccounts": {"outboxRelay": {"create": False, "name": "relay-made-by-hand"}},
+        }
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    objects = json.loads(result.stdout)
+    assert "courtside-outbox-relay" not in service_accounts(objects)
+    [relay] = pods_by_component(objects)["worker-outbox-relay"]
+    assert relay["serviceAccountName"] == "relay-made-by-hand"
+
+
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"serviceAccounts": {"api": {"create": False}}}, "/serviceAccounts/api/name"),
+        ({"serviceAccounts": {"worker": {"create": True}}}, "worker"),
+        # The old single account: refused, not silently ignored with its role.
+        ({"serviceAccount": {"annotations": {IRSA_ROLE: "arn"}}}, "serviceAccount"),
+    ],
+)
+def test_bad_service_account_values_fail_naming_the_field(bad, field):
+    result = run_render({**DEFAULT_INSTALL, **bad})
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert field in result.stderr

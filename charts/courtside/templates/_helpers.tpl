@@ -38,11 +38,17 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* The ServiceAccount of one component, a key of .Values.serviceAccounts: include with
+(dict "ctx" . "component" "outboxRelay"). Each component has its own, so each pod holds only
+its own cloud identity (IRSA role). Created ones are <fullname>-<component in kebab case>
+(courtside-outbox-relay), the names the IAM roles' trust policies expect; with create: false
+the schema requires a name. */}}
 {{- define "courtside.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
-{{- default (include "courtside.fullname" .) .Values.serviceAccount.name -}}
+{{- $account := index .ctx.Values.serviceAccounts .component -}}
+{{- if $account.create -}}
+{{- default (printf "%s-%s" (include "courtside.fullname" .ctx) (kebabcase .component)) $account.name -}}
 {{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
+{{- required (printf "serviceAccounts.%s.name is required when create is false" .component) $account.name -}}
 {{- end -}}
 {{- end -}}
 
