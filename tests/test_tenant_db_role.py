@@ -18,7 +18,16 @@ from sqlalchemy.engine import make_url
 from app.dbadmin import alembic_config, drop_database
 from app.settings import Settings
 from app.tenants.service import tenant_id_for_slug
-from tests.factories import Account, add_member, create_club, create_post, create_space
+from tests.factories import (
+    INVITATION_SUBJECT,
+    Account,
+    add_member,
+    create_club,
+    create_post,
+    create_space,
+    next_mail,
+    token_in,
+)
 from tests.operator.conftest import make_spec
 
 DENIED = asyncpg.InsufficientPrivilegeError
@@ -79,7 +88,7 @@ async def tenant_role(settings, client, tmp_path) -> AsyncIterator[TenantRole]:
     joined = await client.post(
         "/auth/invitations/accept",
         json={
-            "token": secret["admin-invitation-token"],
+            "token": token_in(await next_mail(spec.admin_email, INVITATION_SUBJECT)),
             "password": "a long password",
             "name": "Admin",
         },

@@ -81,11 +81,12 @@ async def apply(settings: Settings, paths: list[Path], state: LocalState) -> int
                 state.save(manifest, outcome.status)
                 verb = "configured" if outcome.actions else "unchanged"
                 print(f"tenant/{name} {verb}" + "".join(f"\n  - {a}" for a in outcome.actions))
-                if not outcome.ok:
-                    failed += 1
-                    for c in outcome.status["conditions"]:
-                        if c["status"] != "True":
-                            print(f"  {c['type']}: {c['reason']}: {c['message']}", file=sys.stderr)
+                # Not ok fails the command; a condition such as AdminInvited=False (a mail
+                # the next apply sends again) is shown without failing it.
+                failed += 0 if outcome.ok else 1
+                for c in outcome.status["conditions"]:
+                    if c["status"] != "True":
+                        print(f"  {c['type']}: {c['reason']}: {c['message']}", file=sys.stderr)
     finally:
         await reconciler.close()
     return 1 if failed else 0

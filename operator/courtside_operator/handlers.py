@@ -90,6 +90,9 @@ async def _reconcile(
     _write_status(patch, outcome)
     for action in outcome.actions:
         logger.info(action)
+    if outcome.admin_invited and outcome.admin_invited["status"] != "True":
+        # Posted as a Warning event; the resync sends the mail again on its own.
+        logger.warning(outcome.admin_invited["message"])
     if drift_check and outcome.drift:
         kopf.warn(body, reason="DriftRepaired", message="; ".join(outcome.drift))
     if not outcome.ok:

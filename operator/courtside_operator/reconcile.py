@@ -18,9 +18,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from app import aws
+from app.auth import emails
 from app.auth.models import User
 from app.auth.security import OpaqueToken
 from app.db import Database
+from app.mail import deliver
 from app.media.models import MediaAsset
 from app.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
@@ -30,6 +32,10 @@ from courtside_operator.spec import TenantSpec
 
 log = structlog.get_logger(__name__)
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+ADMIN_INVITED = "AdminInvited"
+# Keys older operators wrote into the tenant's Secret: `admin-invitation-token` held the
+# first ADMIN's one-time token, so whoever could read the Secret could take the account.
+RETIRED_SECRET_KEYS = ("admin-invitation-token",)
 
 
 class Refused(Exception):
@@ -51,6 +57,8 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # found but not repairable
     ok: bool = True
+    # The AdminInvited condition, once this reconcile got that far.
+    admin_invited: dict[str, Any] | None = None
 
 
 def condition(
@@ -115,8 +123,10 @@ class TenantReconciler:
             # Before anything is written: a Secret we didn't write is a conflict.
             stored = await store.get(spec.secret_name, owner)
             await self._tenant_row(spec, tenant_id, outcome)
-            password = await self._role(spec, tenant_id, stored, store, owner, outcome)
-            await self._admin_invitation(spec, tenant_id, store, owner, password, outcome)
+            await self._role(spec, tenant_id, stored, store, owner, outcome)
+            outcome.admin_invited = await self._admin_invitation(
+                spec, tenant_id, outcome, previous, generation
+            )
             usage = await self._usage(tenant_id)
         except Refused as exc:
             log.warning("tenant_reconcile_refused", tenant=spec.slug, reason=exc.reason)
@@ -168,6 +178,10 @@ class TenantReconciler:
                     previous,
                     generation,
                 ),
+                # Ready is about the platform's objects (row, role, Secret) only, not
+                # AdminInvited: a mail the SMTP server refused changes nothing the tenant's
+                # workloads use, is retried by the resync on its own, and a Ready that
+                # waited on SMTP would hold up `kubectl wait` and the handler's backoff.
                 condition(
                     "Ready",
                     outcome.ok,
@@ -179,6 +193,7 @@ class TenantReconciler:
                     previous,
                     generation,
                 ),
+                outcome.admin_invited,
             ],
         }
         return outcome
@@ -232,7 +247,7 @@ class TenantReconciler:
         store: SecretStore,
         owner: dict[str, Any] | None,
         outcome: Outcome,
-    ) -> str:
+    ) -> None:
         role, reader = spec.role_name, self.settings.db_tenant_reader_role
         password = (stored or {}).get("password") or token_source.token_urlsafe(24)
         login = "NOLOGIN" if spec.suspended else "LOGIN"
@@ -292,12 +307,19 @@ class TenantReconciler:
                         outcome.problems.append(f"role {role} is a member of {group}")
         finally:
             await conn.close()
-        if stored is None or stored.get("username") != role:
-            await store.put(
-                spec.secret_name, {**(stored or {}), "username": role, "password": password}, owner
-            )
+        kept = {k: v for k, v in (stored or {}).items() if k not in RETIRED_SECRET_KEYS}
+        wanted = {**kept, "username": role, "password": password}
+        if stored == wanted:
+            return
+        await store.put(spec.secret_name, wanted, owner)
+        if kept != wanted:
             outcome.actions.append(f"secret {spec.secret_name} written")
-        return password
+        retired = [k for k in RETIRED_SECRET_KEYS if k in (stored or {})]
+        if retired:
+            outcome.actions.append(
+                f"secret {spec.secret_name}: {', '.join(retired)} removed "
+                "(invitations are only mailed)"
+            )
 
     def _platform_roles(self) -> list[str]:
         """Roles no tenant role may reach: owner, runtime, relay."""
@@ -388,49 +410,77 @@ class TenantReconciler:
         self,
         spec: TenantSpec,
         tenant_id: uuid.UUID,
-        store: SecretStore,
-        owner: dict[str, Any] | None,
-        password: str,
         outcome: Outcome,
-    ) -> None:
-        """Invite the first ADMIN once; the one-time token goes into the tenant's Secret."""
+        previous: list[dict[str, Any]] | None,
+        generation: int | None,
+    ) -> dict[str, Any]:
+        """Invite `adminEmail` as the first ADMIN, by mail only: the one-time token goes to
+        that address and nowhere else (the row keeps its HMAC). Returns AdminInvited.
+
+        A mail the SMTP server did not take (or that nothing records as sent, such as an
+        invitation an older operator put in the Secret) is sent again with a new token and
+        expiry, so a token that may have been seen elsewhere stops working; so is an expired
+        one. An open invitation whose mail went out is left alone."""
         email = spec.admin_email.lower()
+
+        def invited(ok: bool, reason: str, message: str) -> dict[str, Any]:
+            return condition(ADMIN_INVITED, ok, reason, message, previous, generation)
+
+        token = OpaqueToken.new(tenant_id)
+        now = datetime.now(UTC)
+        expires_at = now + timedelta(seconds=self.settings.invitation_ttl_seconds)
         async with self.db.transaction(tenant_id) as session:
             member = await session.scalar(
                 select(TenantMembership.id)
                 .join(User, User.id == TenantMembership.user_id)
                 .where(User.email == email)
             )
-            invited = await session.scalar(
-                select(Invitation.id).where(
-                    Invitation.email == email, Invitation.accepted_at.is_(None)
+            if member is not None:
+                return invited(True, "AdminIsMember", f"{email} is a member")
+            invitation = await session.scalar(
+                select(Invitation)
+                .where(
+                    Invitation.email == email,
+                    Invitation.role == Role.ADMIN,
+                    Invitation.accepted_at.is_(None),
                 )
+                .order_by(Invitation.created_at.desc())
+                .limit(1)
+                .with_for_update()
             )
-            if member is not None or invited is not None:
-                return
-            token = OpaqueToken.new(tenant_id)
-            session.add(
-                Invitation(
-                    tenant_id=tenant_id,
-                    email=email,
-                    role=Role.ADMIN,
-                    token_hash=token.digest(self.settings),
-                    expires_at=datetime.now(UTC)
-                    + timedelta(seconds=self.settings.invitation_ttl_seconds),
+            if invitation is None:
+                session.add(
+                    Invitation(
+                        tenant_id=tenant_id,
+                        email=email,
+                        role=Role.ADMIN,
+                        token_hash=token.digest(self.settings),
+                        expires_at=expires_at,
+                    )
                 )
+                action = f"admin {email} invited"
+            elif invitation.expires_at > now and _mailed(previous):
+                return invited(True, "InvitationSent", _sent_message(email, invitation.expires_at))
+            else:
+                # As resend_invitation does: the token that wasn't delivered (or expired)
+                # stops working.
+                expired = invitation.expires_at <= now
+                invitation.token_hash = token.digest(self.settings)
+                invitation.expires_at = expires_at
+                action = f"admin {email} invitation renewed" + (" (expired)" if expired else "")
+        outcome.actions.append(action)
+        # After the commit, as the API does: a mailed token always has its row.
+        mail = emails.invitation(self.settings, email, spec.display_name, Role.ADMIN, token.value)
+        if not await deliver(self.settings, mail):
+            return invited(
+                False,
+                "MailNotSent",
+                f"the SMTP server did not take the invitation mail to {email}; it is sent "
+                "again, with a new token, on the next reconcile (the operator resyncs every "
+                f"{self.settings.operator_resync_seconds:g} s)",
             )
-        stored = await store.get(spec.secret_name, owner) or {}
-        await store.put(
-            spec.secret_name,
-            {
-                **stored,
-                "username": spec.role_name,
-                "password": password,
-                "admin-invitation-token": token.value,
-            },
-            owner,
-        )
-        outcome.actions.append(f"admin {email} invited")
+        outcome.actions.append(f"invitation mailed to {email}")
+        return invited(True, "InvitationSent", _sent_message(email, expires_at))
 
     async def _usage(self, tenant_id: uuid.UUID) -> dict[str, int]:
         async with self.db.transaction(tenant_id) as session:
@@ -507,6 +557,19 @@ class TenantReconciler:
         return deleted
 
 
+def _mailed(previous: list[dict[str, Any]] | None) -> bool:
+    """Whether the last reconcile recorded the invitation mail as taken by SMTP."""
+    before = next((c for c in previous or [] if c.get("type") == ADMIN_INVITED), None)
+    return before is not None and (before.get("status"), before.get("reason")) == (
+        "True",
+        "InvitationSent",
+    )
+
+
+def _sent_message(email: str, expires_at: datetime) -> str:
+    return f"invitation mailed to {email}; it expires at {expires_at:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def _failed(
     outcome: Outcome,
     reason: str,
@@ -522,6 +585,12 @@ def _failed(
             condition("Ready", False, reason, message, previous, generation),
         ],
     }
+    # Kept as it was when this run didn't reach it: losing "mailed" would resend it.
+    invited = outcome.admin_invited or next(
+        (c for c in previous or [] if c.get("type") == ADMIN_INVITED), None
+    )
+    if invited is not None:
+        outcome.status["conditions"].append(invited)
     return outcome
 
 

@@ -25,7 +25,10 @@ class SecretStore(Protocol):
         self, name: str, owner: dict[str, Any] | None = None
     ) -> dict[str, str] | None: ...
 
-    async def put(self, name: str, data: dict[str, str], owner: dict[str, Any] | None) -> None: ...
+    async def put(self, name: str, data: dict[str, str], owner: dict[str, Any] | None) -> None:
+        """Make the Secret's data exactly `data` (keys not in it are removed)."""
+        ...
+
     async def delete(self, name: str, owner: dict[str, Any] | None = None) -> None: ...
 
 
@@ -134,6 +137,12 @@ class KubernetesSecretStore:
             self._check_ours(name, current, owner)
             # Only the version just checked: a Secret replaced meanwhile makes this a 409.
             secret["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
+            # A merge patch keeps keys it doesn't name: null removes those `data` no longer
+            # has (a retired key such as an older operator's invitation token).
+            secret["data"] = {
+                **{key: None for key in current.get("data") or {} if key not in data},
+                **secret["data"],
+            }
             status, _ = await self._request(
                 "PATCH", f"{self.base}/{name}", secret, "application/merge-patch+json"
             )

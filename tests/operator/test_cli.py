@@ -41,6 +41,7 @@ def test_apply_list_status_and_delete_without_a_cluster(services, tmp_path, supe
         "DatabaseReady",
         "QuotasApplied",
         "RateLimitsApplied",
+        "AdminInvited",
     }
 
     deleted = run(services, tmp_path / "state", "delete", slug)

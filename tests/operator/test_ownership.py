@@ -29,11 +29,14 @@ async def test_long_slugs_sharing_a_prefix_get_distinct_roles(reconciler, store,
     assert len(first.slug) == len(second.slug) == 63
     assert first.role_name != second.role_name
     assert max(len(first.role_name.encode()), len(second.role_name.encode())) <= 63
+    previous = {}
     for spec in (first, second):
-        assert (await reconciler.reconcile(spec, store)).ok
+        outcome = await reconciler.reconcile(spec, store)
+        assert outcome.ok
+        previous[spec.slug] = outcome.status["conditions"]
     # Reconciling each again repoints nothing: each role stays with its own tenant.
     for spec in (first, second):
-        again = await reconciler.reconcile(spec, store)
+        again = await reconciler.reconcile(spec, store, previous=previous[spec.slug])
         assert again.ok and again.actions == []
     for spec in (first, second):
         assert await _pinned_tenant_of(settings, store, spec) == {tenant_id_for_slug(spec.slug)}

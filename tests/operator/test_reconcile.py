@@ -8,7 +8,13 @@ from courtside_operator.reconcile import TenantReconciler
 from sqlalchemy.engine import make_url
 
 from app.tenants.service import tenant_id_for_slug
-from tests.factories import register_tenant
+from tests.factories import (
+    INVITATION_SUBJECT,
+    next_mail,
+    register_tenant,
+    token_in,
+    unique_email,
+)
 from tests.operator.conftest import make_spec
 
 
@@ -35,6 +41,7 @@ async def test_create_makes_a_ready_tenant_with_a_locked_down_role(
         "QuotasApplied": "True",
         "RateLimitsApplied": "True",
         "Ready": "True",
+        "AdminInvited": "True",
     }
     assert outcome.status["observedGeneration"] == 1
     role = await superuser_conn.fetchrow(
@@ -49,7 +56,7 @@ async def test_create_makes_a_ready_tenant_with_a_locked_down_role(
     }
     secret = await store.get(spec.secret_name)
     assert secret["username"] == spec.role_name and len(secret["password"]) >= 24
-    assert secret["admin-invitation-token"]
+    assert await next_mail(spec.admin_email, INVITATION_SUBJECT)
 
 
 async def test_a_session_as_the_tenant_role_sees_only_its_tenant(
@@ -79,9 +86,11 @@ async def test_applying_the_same_spec_again_does_nothing(reconciler, store, supe
     spec = make_spec(rateLimits={"perUser": {"requests": 10}})
     first = await reconciler.reconcile(spec, store)
     assert first.actions
+    previous = first.status["conditions"]
     for _ in range(9):
-        again = await reconciler.reconcile(spec, store)
+        again = await reconciler.reconcile(spec, store, previous=previous)
         assert again.actions == [] and again.drift == []
+        previous = again.status["conditions"]
     assert (
         await superuser_conn.fetchval(
             "SELECT count(*) FROM invitations WHERE tenant_id = $1", tenant_id_for_slug(spec.slug)
@@ -91,10 +100,11 @@ async def test_applying_the_same_spec_again_does_nothing(reconciler, store, supe
 
 
 async def test_a_changed_limit_is_enforced_by_the_api(reconciler, store, client, app):
-    spec = make_spec(adminEmail="x@example.com")
+    email = unique_email("admin")
+    spec = make_spec(adminEmail=email)
     await reconciler.reconcile(spec, store)
     tenant_id = tenant_id_for_slug(spec.slug)
-    token = (await store.get(spec.secret_name))["admin-invitation-token"]
+    token = token_in(await next_mail(spec.admin_email, INVITATION_SUBJECT))
     joined = await client.post(
         "/auth/invitations/accept", json={"token": token, "password": "a long password"}
     )
@@ -104,7 +114,7 @@ async def test_a_changed_limit_is_enforced_by_the_api(reconciler, store, client,
     assert [(await client.get(url, headers=headers)).status_code for _ in range(4)] == [200] * 4
     limited = make_spec(
         slug=spec.slug,
-        adminEmail="x@example.com",
+        adminEmail=email,
         rateLimits={"perTenant": {"requests": 1, "windowSeconds": 60}},
     )
     await reconciler.reconcile(limited, store)
@@ -179,7 +189,7 @@ async def test_suspension_refuses_the_api_and_disables_the_role(
 async def add_member_by_manifest(client, store, spec):
     from tests.factories import Account
 
-    token = (await store.get(spec.secret_name))["admin-invitation-token"]
+    token = token_in(await next_mail(spec.admin_email, INVITATION_SUBJECT))
     response = await client.post(
         "/auth/invitations/accept", json={"token": token, "password": "a long password"}
     )
