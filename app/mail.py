@@ -27,7 +27,8 @@ async def send(settings: Settings, mail: Mail) -> None:
     message["From"] = settings.smtp_from
     message["To"] = mail.to
     message["Subject"] = mail.subject
-    message.set_content(mail.body)
+    # 8bit, not quoted-printable: links stay whole and copyable wherever the mail is read.
+    message.set_content(mail.body, cte="8bit")
     await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10)
 
 

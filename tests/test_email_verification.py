@@ -1,6 +1,8 @@
 """Proof of email ownership: sign-up and password reset go through the mailbox, and the
 answers never say whether an address has an account."""
 
+from urllib.parse import quote
+
 from app.auth import email_tokens
 from tests.factories import (
     RESET_SUBJECT,
@@ -207,3 +209,13 @@ async def test_mails_to_one_address_are_capped_and_the_answer_stays_the_same(cli
     assert len(answers) == 1
     await next_mail(email, SIGN_UP_SUBJECT)
     assert len(mails_to(email)) == settings.auth_mails_per_address_per_hour
+
+
+async def test_the_mailed_link_is_whole_in_the_raw_mail(client):
+    """Links are sent 8bit, not quoted-printable: a developer copying one from a mail
+    catcher's log (README's Kubernetes walkthrough) gets the token whole."""
+    email = unique_email()
+    token = await start_sign_up(client, email)
+    raw = mails_to(email)[-1].as_bytes().decode()
+    assert "Content-Transfer-Encoding: 8bit" in raw
+    assert f"token={quote(token)}" in raw
