@@ -9,16 +9,19 @@ RUN apt-get update \
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
+COPY courtside ./courtside
 COPY workers ./workers
 COPY operator ./operator
 COPY migrations ./migrations
 COPY charts/courtside/crds ./charts/courtside/crds
 # EXTRAS=local adds the in-cluster dev helpers (aiosmtpd for the mail catcher).
 ARG EXTRAS=""
+# The laptop stack (courtside/local) ships only with the local extra.
+RUN case ",${EXTRAS}," in *,local,*) ;; *) rm -rf courtside/local ;; esac
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.12-slim AS runtime
-# Production unless the deployment says otherwise: the secret checks (app/settings.py) apply.
+# Production unless the deployment says otherwise: the secret checks (app/infra/settings.py) apply.
 ENV ENVIRONMENT=production \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -25,11 +25,11 @@ chart-test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chart
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app workers operator tests bench
-	$(VENV)/bin/ruff format --check app workers operator tests bench
+	$(VENV)/bin/ruff check app workers operator courtside tests bench
+	$(VENV)/bin/ruff format --check app workers operator courtside tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy app workers operator/courtside_operator
+	$(VENV)/bin/mypy app workers operator/courtside_operator courtside
 
 migrate: $(STAMP)
 	$(VENV)/bin/courtside migrate

@@ -14,12 +14,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.caller import Caller
-from app.errors import Forbidden, TenantSuspended, Unauthorized
-from app.ratelimit import Bucket, Limit
-from app.request_meta import RequestMeta
+from app.auth.caller import Caller
+from app.infra.errors import Forbidden, TenantSuspended, Unauthorized
+from app.infra.ratelimit import Bucket, Limit
+from app.infra.request_meta import RequestMeta
+from app.infra.settings import Settings
 from app.resources import Resources
-from app.settings import Settings
 from app.tenants.models import Role
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -117,7 +117,7 @@ async def current_caller(
     if role is None:
         raise Unauthorized("This session has ended or is no longer a member; sign in again.")
     if resources.settings.rate_limit_enabled:
-        # Decided in-process, shared through Redis in the background (app/ratelimit.py).
+        # Decided in-process, shared through Redis in the background (app/infra/ratelimit.py).
         await resources.limiter.admit(
             [
                 Bucket("ip", meta.ip, policy.per_ip),

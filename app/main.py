@@ -6,16 +6,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.admin.router import router as admin_router
+from app.audit.router import router as admin_router
 from app.auth.router import router as auth_router
-from app.errors import install_problem_handlers
 from app.health.router import router as health_router
-from app.logging import configure_logging
+from app.infra.errors import install_problem_handlers
+from app.infra.logging import configure_logging
+from app.infra.observability import RequestContextMiddleware
+from app.infra.settings import Settings, get_settings
 from app.notifications.router import router as notifications_router
-from app.observability import RequestContextMiddleware
 from app.posts.router import router as posts_router
 from app.resources import Resources
-from app.settings import Settings, get_settings
 from app.spaces.router import router as spaces_router
 from app.tenants.router import router as tenants_router
 
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.serves_api_docs else None,
         docs_url="/docs" if settings.serves_api_docs else None,
         redoc_url="/redoc" if settings.serves_api_docs else None,
-        # Metrics are our own Prometheus ones (app/observability.py) and no OpenTelemetry
+        # Metrics are our own Prometheus ones (app/infra/observability.py) and no OpenTelemetry
         # provider is configured; FastAPI's own hooks would still look for one on every
         # request (a few % of the feed's cost, bench/feed.py).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

@@ -1,9 +1,9 @@
 """Imports every domain's models so that Base.metadata knows all tables."""
 
-from app.admin.models import AuditLog
+from app.audit.models import AuditLog
 from app.auth.models import RefreshToken, User
-from app.db import Base
 from app.events.models import OutboxEvent, ProcessedEvent
+from app.infra.db import Base
 from app.media.models import MediaAsset
 from app.notifications.models import Notification
 from app.posts.models import Comment, Post

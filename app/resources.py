@@ -7,9 +7,9 @@ from redis.asyncio import Redis
 
 from app.auth.security import AccessTokenDecoder
 from app.auth.throttle import LoginThrottle
-from app.db import Database
-from app.ratelimit import RateLimiter
-from app.settings import Settings
+from app.infra.db import Database
+from app.infra.ratelimit import RateLimiter
+from app.infra.settings import Settings
 from app.tenants.access import MemberSessionCache
 from app.tenants.policy import TenantPolicyCache
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.db import TENANT_CONTEXT_SQL, keep_session
+from app.infra.db import TENANT_CONTEXT_SQL, keep_session
 from app.posts.service import _SPACE_FEED
 
 pool: asyncpg.Pool
@@ -35,7 +35,7 @@ async def lifespan(_: Starlette) -> AsyncIterator[None]:
             "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
         )
 
-    # Same pool settings as the product's read pool (app/db.py: no per-release RESET).
+    # Same pool settings as the product's read pool (app/infra/db.py: no per-release RESET).
     pool = await asyncpg.create_pool(dsn, min_size=32, max_size=32, init=init, reset=keep_session)
     gc.freeze()  # as the product does after startup (app/main.py)
     yield

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import make_url
 
-from app import devstack
-from app.dbadmin import bootstrap, drop_database, migrate
-from app.settings import Settings
+from app.infra.dbadmin import bootstrap, drop_database, migrate
+from app.infra.settings import Settings
+from courtside.local import devstack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg  # noqa: E402
 
 from app.auth.security import AccessClaims, issue_access_token  # noqa: E402
-from app.devstack import free_port  # noqa: E402
 from bench.common import ROOT, Stack, ensure_wrk, python  # noqa: E402
+from courtside.local.devstack import free_port  # noqa: E402
 
 TENANTS, SPACES, POSTS, ATHLETES, MEMBERS_PER_SPACE = 50, 20, 200, 20, 6
 CONNECTIONS, DURATION_S, WARMUP_S, ROUNDS = 32, 8, 3, 3
@@ -219,7 +219,16 @@ def main() -> None:
             dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split())
         )
         stack.serve(
-            [python(), "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(api_port)],
+            [
+                python(),
+                "-m",
+                "courtside.cli",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
             api_port,
             env=generous,
         )

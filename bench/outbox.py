@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aioboto3  # noqa: E402
 import asyncpg  # noqa: E402
 
-from app import aws, devstack  # noqa: E402
-from app.db import Database  # noqa: E402
 from app.events.envelope import Envelope  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.infra import aws
+from app.infra.db import Database  # noqa: E402
+from app.infra.settings import Settings  # noqa: E402
 from bench.common import Stack  # noqa: E402
+from courtside.local import devstack  # noqa: E402
 from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn  # noqa: E402
 from workers.runtime import Event, Shutdown, apply_once  # noqa: E402
 

@@ -7,7 +7,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.models
-from app.settings import get_settings
+from app.infra.settings import get_settings
 
 target_metadata = app.models.Base.metadata
 

@@ -6,7 +6,7 @@ Role names come from settings so that the same migrations run in dev, CI and pro
 from alembic import op
 from sqlalchemy.sql import quoted_name
 
-from app.settings import get_settings
+from app.infra.settings import get_settings
 
 CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 CURRENT_USER_ID = "NULLIF(current_setting('app.user_id', true), '')::uuid"

@@ -8,9 +8,9 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from app.db import Database
+from app.infra.db import Database
+from app.infra.settings import Settings, get_settings
 from app.main import create_app
-from app.settings import Settings, get_settings
 from tests import factories
 from tests.harness import Services, start_services
 

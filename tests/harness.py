@@ -16,10 +16,10 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app import devstack
-from app.aws import ensure_resources
-from app.dbadmin import bootstrap, drop_database, migrate
-from app.settings import Settings
+from app.infra.aws import ensure_resources
+from app.infra.dbadmin import bootstrap, drop_database, migrate
+from app.infra.settings import Settings
+from courtside.local import devstack
 
 
 @dataclass

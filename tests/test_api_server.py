@@ -13,8 +13,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from app.devstack import free_port
-from app.settings import Settings
+from app.infra.settings import Settings
+from courtside.local.devstack import free_port
 
 # The ingress controller's address, the only proxy the server trusts.
 INGRESS = "127.0.0.1"
@@ -42,7 +42,7 @@ def api_server(settings: Settings) -> Iterator[Server]:
         "LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "courtside.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ import jwt
 import pytest
 
 from app.auth.security import PASSWORD_HASHER
-from app.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL
 from tests.factories import mail_body, next_mail, register_tenant, unique_email
 
 PROBLEM = "application/problem+json"

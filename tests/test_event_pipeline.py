@@ -13,12 +13,12 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from app import aws
-from app.db import TENANT_CONTEXT_SQL
-from app.devstack import free_port
 from app.events.envelope import Envelope
 from app.events.outbox import add_event
+from app.infra import aws
+from app.infra.db import TENANT_CONTEXT_SQL
 from app.notifications.service import MESSAGES
+from courtside.local.devstack import free_port
 from tests.factories import create_club, create_post, register_tenant
 from workers.notifications import CONSUMER, NotificationsHandler
 from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn
@@ -261,7 +261,7 @@ async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_
         "LOG_LEVEL": "WARNING",
     }
     relay_process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "outbox-relay"],
+        [sys.executable, "-m", "courtside.cli", "worker", "outbox-relay"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -613,7 +613,7 @@ async def test_worker_process_exits_cleanly_on_sigterm(services, pipeline_settin
         "SQS_WAIT_SECONDS": "1",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "notifications"], env=env
+        [sys.executable, "-m", "courtside.cli", "worker", "notifications"], env=env
     )
     import httpx
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.devstack import free_port
 from app.main import create_app
+from courtside.local.devstack import free_port
 from tests.factories import (
     INVITATION_SUBJECT,
     invite,

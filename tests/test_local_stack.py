@@ -11,7 +11,7 @@ from email import message_from_bytes
 
 import httpx
 
-from app.devstack import free_port
+from courtside.local.devstack import free_port
 from tests.factories import token_in
 
 HARNESS_VARS = (
@@ -40,7 +40,7 @@ def _start(state_dir, port):
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dev", "--port", str(port)],
+        [sys.executable, "-m", "courtside.cli", "dev", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

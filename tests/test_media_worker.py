@@ -5,10 +5,10 @@ import aioboto3
 import pytest
 from prometheus_client import REGISTRY
 
-from app import aws
-from app.db import Database
 from app.events.envelope import Envelope
 from app.events.outbox import add_event
+from app.infra import aws
+from app.infra.db import Database
 from tests.factories import register_tenant
 from workers.media import MediaHandler
 from workers.runtime import Shutdown, SqsConsumer

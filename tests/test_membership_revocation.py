@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL
 from app.main import create_app
 from tests.conftest import random_client_ip
 from tests.factories import add_member, create_club, register_tenant

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.devstack import free_port
+from app.infra.observability import serve_metrics
 from app.main import create_app
-from app.observability import serve_metrics
+from courtside.local.devstack import free_port
 from tests.conftest import random_client_ip
 from tests.factories import register_tenant
 from tests.test_secrets import production
@@ -202,7 +202,7 @@ async def test_redis_down_behaviour_is_the_configured_choice(client, settings, f
 
 
 def test_standard_library_records_become_json_lines(capsys, settings):
-    from app.logging import configure_logging
+    from app.infra.logging import configure_logging
 
     configure_logging("INFO")
     try:

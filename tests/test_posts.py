@@ -3,7 +3,7 @@ import uuid
 
 import pytest
 
-from app.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL
 from tests.factories import create_club, create_post, create_space, register_tenant
 
 PROBLEM = "application/problem+json"
@@ -269,7 +269,7 @@ async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
 ):
     from sqlalchemy import event
 
-    from app.caller import Caller
+    from app.auth.caller import Caller
     from app.events.models import OutboxEvent
     from app.posts import service
     from app.posts.models import Post

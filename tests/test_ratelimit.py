@@ -1,5 +1,5 @@
 """The rate limiter against a real Redis: exact checks, in-process admission, and the
-background sharing of what each replica admitted (app/ratelimit.py)."""
+background sharing of what each replica admitted (app/infra/ratelimit.py)."""
 
 import asyncio
 import uuid
@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
-from app.devstack import free_port
-from app.errors import RateLimited, ServiceUnavailable
-from app.ratelimit import Bucket, Limit, RateLimiter
+from app.infra.errors import RateLimited, ServiceUnavailable
+from app.infra.ratelimit import Bucket, Limit, RateLimiter
+from courtside.local.devstack import free_port
 
 # 60/minute with a burst of 2: three at once, then one per second.
 PER_SECOND = Limit(60, 60, burst=2)

@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from app.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL
 from tests.conftest import asyncpg_dsn
 from tests.factories import add_member, register_tenant
 

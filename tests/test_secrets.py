@@ -12,10 +12,10 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from app.settings import Settings
+from app.infra.settings import Settings
 from tests.factories import register_tenant
 
-# What an attacker reads in the public repository (app/settings.py, values-dev.yaml) and
+# What an attacker reads in the public repository (app/infra/settings.py, values-dev.yaml) and
 # in .env.example.
 PUBLIC_ACCESS_SECRET = "dev-access-secret-change-me-0123456789abcdef"
 ENV_EXAMPLE_SECRET = "change-me-to-32-or-more-random-bytes"
@@ -129,7 +129,7 @@ def test_every_entry_point_refuses_to_start_without_secrets(settings, command):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
     env["ENVIRONMENT"] = "production"
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", *command],
+        [sys.executable, "-m", "courtside.cli", *command],
         env=env,
         capture_output=True,
         text=True,

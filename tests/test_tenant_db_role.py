@@ -15,8 +15,8 @@ from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import FileSecretStore
 from sqlalchemy.engine import make_url
 
-from app.dbadmin import alembic_config, drop_database
-from app.settings import Settings
+from app.infra.dbadmin import alembic_config, drop_database
+from app.infra.settings import Settings
 from app.tenants.service import tenant_id_for_slug
 from tests.factories import (
     INVITATION_SUBJECT,

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL
 from tests.factories import add_member, invite, register_tenant, unique_email
 
 PROBLEM = "application/problem+json"

@@ -16,11 +16,11 @@ from botocore.exceptions import ClientError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import aws
-from app.db import Database
 from app.events.envelope import Envelope
+from app.infra import aws
+from app.infra.db import Database
+from app.infra.settings import Settings
 from app.media.models import MediaAsset
-from app.settings import Settings
 from workers.runtime import Event, Rejected, Shutdown, SqsConsumer, apply_once, serve_health
 
 log = structlog.get_logger(__name__)

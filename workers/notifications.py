@@ -6,10 +6,10 @@ import time
 
 import structlog
 
-from app.db import Database
 from app.events.envelope import Envelope
+from app.infra.db import Database
+from app.infra.settings import Settings
 from app.notifications import service
-from app.settings import Settings
 from workers.runtime import Event, Shutdown, SqsConsumer, apply_once, serve_health
 
 log = structlog.get_logger(__name__)

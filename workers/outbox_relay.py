@@ -32,9 +32,9 @@ import structlog
 from prometheus_client import Counter, Gauge
 from sqlalchemy.engine import make_url
 
-from app import aws
 from app.events.envelope import Envelope
-from app.settings import Settings
+from app.infra import aws
+from app.infra.settings import Settings
 from workers.runtime import Shutdown, serve_health
 
 log = structlog.get_logger(__name__)

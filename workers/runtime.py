@@ -41,11 +41,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import aws
-from app.db import Database
 from app.events.envelope import Envelope, MalformedEnvelope
 from app.events.models import OutboxEvent
-from app.settings import Settings
+from app.infra import aws
+from app.infra.db import Database
+from app.infra.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -14,7 +14,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from app.settings import Settings
+from app.infra.settings import Settings
 from workers.outbox_relay import relay_dsn
 from workers.runtime import Shutdown, serve_health
 

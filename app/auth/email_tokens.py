@@ -19,8 +19,8 @@ from typing import Any
 
 import jwt
 
-from app.errors import Unauthorized
-from app.settings import Settings
+from app.infra.errors import Unauthorized
+from app.infra.settings import Settings
 
 _ALGORITHM = "HS256"
 SIGN_UP = "courtside:sign-up"

@@ -2,8 +2,8 @@
 
 from urllib.parse import urlencode
 
-from app.mail import Mail
-from app.settings import Settings
+from app.infra.mail import Mail
+from app.infra.settings import Settings
 
 
 def _link(settings: Settings, page: str, token: str) -> str:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import service
+from app.auth.caller import Caller
 from app.auth.schemas import (
     AcceptedOut,
     AcceptInvitationIn,
@@ -17,11 +18,10 @@ from app.auth.schemas import (
     TokenPairOut,
     VerifyEmailIn,
 )
-from app.caller import Caller
 from app.deps import MetaDep, ResourcesDep, current_caller, ip_rate_limit
-from app.errors import RateLimited
-from app.mail import Mail, deliver
-from app.ratelimit import Bucket, Limit
+from app.infra.errors import RateLimited
+from app.infra.mail import Mail, deliver
+from app.infra.ratelimit import Bucket, Limit
 from app.resources import Resources
 
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[Depends(ip_rate_limit)])

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from pydantic import EmailStr, Field, StringConstraints
 
-from app.schemas_common import RequestBody, ResponseBody
+from app.infra.schemas import RequestBody, ResponseBody
 
 Password = Annotated[str, Field(min_length=8, max_length=256)]
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]

@@ -13,8 +13,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.profiles import RFC_9106_LOW_MEMORY
 
-from app.errors import Unauthorized
-from app.settings import Settings
+from app.infra.errors import Unauthorized
+from app.infra.settings import Settings
 
 # OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1 (the minimum it lists).
 PASSWORD_HASHER = PasswordHasher(

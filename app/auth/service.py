@@ -17,8 +17,9 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin import service as audit
+from app.audit import service as audit
 from app.auth import email_tokens, emails
+from app.auth.caller import Caller
 from app.auth.models import RefreshToken, User
 from app.auth.schemas import (
     AcceptInvitationIn,
@@ -35,9 +36,8 @@ from app.auth.security import (
     verify_password,
 )
 from app.auth.throttle import LoginThrottle
-from app.caller import Caller
-from app.db import Database
-from app.errors import (
+from app.infra.db import Database
+from app.infra.errors import (
     Conflict,
     Forbidden,
     Gone,
@@ -46,9 +46,9 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from app.mail import Mail
-from app.request_meta import RequestMeta
-from app.settings import Settings
+from app.infra.mail import Mail
+from app.infra.request_meta import RequestMeta
+from app.infra.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 
 log = structlog.get_logger(__name__)

@@ -28,8 +28,8 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.errors import RateLimited
-from app.settings import Settings
+from app.infra.errors import RateLimited
+from app.infra.settings import Settings
 
 log = structlog.get_logger(__name__)
 REFUSED = "Too many failed logins; try again later."

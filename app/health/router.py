@@ -4,12 +4,12 @@ import structlog
 from fastapi import APIRouter, Depends
 
 from app.deps import ResourcesDep, ip_rate_limit
-from app.errors import ServiceUnavailable
+from app.infra.errors import ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 log = structlog.get_logger("courtside.health")
 
-# Prometheus metrics are not here: they are served on METRICS_PORT (app/observability.py).
+# Prometheus metrics are not here: they are served on METRICS_PORT (app/infra/observability.py).
 
 
 @router.get("/healthz")

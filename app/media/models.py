@@ -5,8 +5,8 @@ from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
-from app.models_common import created_at, tenant_fk, uuid_pk
+from app.infra.columns import created_at, tenant_fk, uuid_pk
+from app.infra.db import Base
 
 
 class MediaAsset(Base):

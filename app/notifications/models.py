@@ -6,8 +6,8 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstrain
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base
-from app.models_common import created_at, tenant_fk, uuid_pk
+from app.infra.columns import created_at, tenant_fk, uuid_pk
+from app.infra.db import Base
 
 
 class Notification(Base):

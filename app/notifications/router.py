@@ -4,9 +4,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.deps import CallerDep, TenantSessionDep
+from app.infra.schemas import PageOut
 from app.notifications import service
 from app.notifications.schemas import NotificationOut
-from app.schemas_common import PageOut
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 

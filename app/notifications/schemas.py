@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from app.schemas_common import ResponseBody
+from app.infra.schemas import ResponseBody
 
 
 class NotificationOut(ResponseBody):

@@ -9,12 +9,12 @@ import aiosmtplib
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.caller import Caller
 from app.auth.models import User
-from app.caller import Caller
-from app.errors import NotFound
+from app.infra.errors import NotFound
+from app.infra.pagination import Page, after_cursor, page_of
+from app.infra.settings import Settings
 from app.notifications.models import Notification
-from app.pagination import Page, after_cursor, page_of
-from app.settings import Settings
 from app.spaces.models import SpaceMember
 
 MESSAGES = {

@@ -5,7 +5,6 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.security import HTTPBearer
 
-from app.db import tenant_connection
 from app.deps import (
     CallerDep,
     MetaDep,
@@ -16,6 +15,8 @@ from app.deps import (
     parse_query,
     query_openapi,
 )
+from app.infra.db import tenant_connection
+from app.infra.schemas import PageOut
 from app.posts import service
 from app.posts.schemas import (
     CommentCreateIn,
@@ -25,7 +26,6 @@ from app.posts.schemas import (
     PostDetailOut,
     PostOut,
 )
-from app.schemas_common import PageOut
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 Limit = Annotated[int, Query(ge=1, le=100)]

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from app.schemas_common import PageOut, RequestBody, ResponseBody
+from app.infra.schemas import PageOut, RequestBody, ResponseBody
 
 Body = Annotated[str, Field(min_length=1, max_length=10_000)]
 

@@ -10,14 +10,14 @@ import asyncpg
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin import service as audit
-from app.caller import Caller
-from app.errors import Forbidden, NotFound, ValidationFailed
+from app.audit import service as audit
+from app.auth.caller import Caller
 from app.events.outbox import add_event
+from app.infra.errors import Forbidden, NotFound, ValidationFailed
+from app.infra.pagination import Page, after_cursor, decode_cursor, encode_cursor, page_of
+from app.infra.request_meta import RequestMeta
 from app.media.models import MediaAsset
-from app.pagination import Page, after_cursor, decode_cursor, encode_cursor, page_of
 from app.posts.models import Comment, Post
-from app.request_meta import RequestMeta
 from app.spaces.models import Space
 from app.spaces.service import can_manage, visible_space
 from app.tenants.models import Role

@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.deps import CallerDep, MetaDep, TenantSessionDep
-from app.schemas_common import PageOut
+from app.infra.schemas import PageOut
 from app.spaces import service
 from app.spaces.schemas import (
     SpaceCreateIn,

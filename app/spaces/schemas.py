@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from app.schemas_common import RequestBody, ResponseBody
+from app.infra.schemas import RequestBody, ResponseBody
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]

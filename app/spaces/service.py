@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin import service as audit
-from app.caller import Caller
-from app.errors import Conflict, Forbidden, NotFound
-from app.pagination import Page, after_cursor, page_of
-from app.request_meta import RequestMeta
+from app.audit import service as audit
+from app.auth.caller import Caller
+from app.infra.errors import Conflict, Forbidden, NotFound
+from app.infra.pagination import Page, after_cursor, page_of
+from app.infra.request_meta import RequestMeta
 from app.spaces.models import Space, SpaceMember
 from app.tenants.models import Role, TenantMembership
 

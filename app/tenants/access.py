@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.db import tenant_connection
+from app.infra.db import tenant_connection
 from app.tenants.models import Role
 
 # (user_id, session_id)

@@ -14,9 +14,9 @@ import asyncpg
 import orjson
 from sqlalchemy import select
 
-from app.db import Database, tenant_connection
-from app.ratelimit import Limit
-from app.settings import Settings
+from app.infra.db import Database, tenant_connection
+from app.infra.ratelimit import Limit
+from app.infra.settings import Settings
 from app.tenants.models import Tenant
 
 

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
-from app.caller import Caller
+from app.auth.caller import Caller
 from app.deps import (
     CallerDep,
     MetaDep,
@@ -12,7 +12,7 @@ from app.deps import (
     TenantSessionDep,
     require_roles,
 )
-from app.schemas_common import PageOut
+from app.infra.schemas import PageOut
 from app.tenants import service
 from app.tenants.models import Role
 from app.tenants.schemas import InvitationOut, InviteIn, MemberOut, RoleChangeIn, TenantOut

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from pydantic import EmailStr
 
-from app.schemas_common import RequestBody, ResponseBody
+from app.infra.schemas import RequestBody, ResponseBody
 from app.tenants.models import Role
 
 

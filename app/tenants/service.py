@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin import service as audit
+from app.audit import service as audit
 from app.auth import emails
+from app.auth.caller import Caller
 from app.auth.models import RefreshToken, User
 from app.auth.security import OpaqueToken
-from app.caller import Caller
-from app.errors import Conflict, Gone, NotFound
-from app.mail import deliver
-from app.pagination import Page, after_cursor, page_of
-from app.request_meta import RequestMeta
-from app.settings import Settings
+from app.infra.errors import Conflict, Gone, NotFound
+from app.infra.mail import deliver
+from app.infra.pagination import Page, after_cursor, page_of
+from app.infra.request_meta import RequestMeta
+from app.infra.settings import Settings
 from app.spaces.models import SpaceMember
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 

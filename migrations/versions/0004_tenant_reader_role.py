@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.settings import get_settings
+from app.infra.settings import get_settings
 from migrations.rls import (
     ensure_tenant_reader,
     literal,

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from app.settings import Settings, get_settings
+from app.infra.settings import Settings, get_settings
 from courtside_operator.crd import ManifestError, validate_manifest
 from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import FileSecretStore

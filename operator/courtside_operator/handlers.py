@@ -5,7 +5,7 @@ from typing import Any
 
 import kopf
 
-from app.settings import get_settings
+from app.infra.settings import get_settings
 from courtside_operator.crd import GROUP, PLURAL, VERSION
 from courtside_operator.reconcile import Outcome, TenantReconciler, condition
 from courtside_operator.secrets import KubernetesSecretStore

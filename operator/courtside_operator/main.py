@@ -4,8 +4,8 @@ import asyncio
 
 import kopf
 
-from app.logging import configure_logging
-from app.settings import get_settings
+from app.infra.logging import configure_logging
+from app.infra.settings import get_settings
 
 
 def operator_kwargs() -> dict[str, object]:

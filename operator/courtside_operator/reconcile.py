@@ -17,14 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from app import aws
 from app.auth import emails
 from app.auth.models import User
 from app.auth.security import OpaqueToken
-from app.db import Database
-from app.mail import deliver
+from app.infra import aws
+from app.infra.db import Database
+from app.infra.mail import deliver
+from app.infra.settings import Settings
 from app.media.models import MediaAsset
-from app.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 from app.tenants.service import tenant_id_for_slug
 from courtside_operator.secrets import SecretConflict, SecretStore

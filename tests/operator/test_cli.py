@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(services, state_dir, *args):
     env = {**os.environ, **services.env, "OPERATOR_STATE_DIR": str(state_dir)}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "tenants", *args],
+        [sys.executable, "-m", "courtside.cli", "tenants", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -151,7 +151,7 @@ async def test_courtside_operator_command_runs_the_operator(cluster, services, s
     import subprocess
     import sys
 
-    from app.devstack import free_port
+    from courtside.local.devstack import free_port
 
     _, url = cluster
     port = free_port()
@@ -162,7 +162,7 @@ async def test_courtside_operator_command_runs_the_operator(cluster, services, s
         "OPERATOR_HEALTH_PORT": str(port),
         "LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "operator"], env=env)
+    process = subprocess.Popen([sys.executable, "-m", "courtside.cli", "operator"], env=env)
     slug = f"cmd-{uuid.uuid4().hex[:8]}"
     try:
         async with httpx.AsyncClient() as client:

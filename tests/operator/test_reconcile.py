@@ -228,7 +228,7 @@ async def test_delete_deletion_purges_rows_objects_and_role(
 ):
     import aioboto3
 
-    from app import aws
+    from app.infra import aws
 
     spec = make_spec(deletionPolicy="Delete")
     await reconciler.reconcile(spec, store)
@@ -262,7 +262,7 @@ async def test_delete_deletion_purges_rows_objects_and_role(
 
 
 async def test_an_unreachable_database_is_reported_not_hidden(settings, store):
-    from app.devstack import free_port
+    from courtside.local.devstack import free_port
 
     dead = settings.model_copy(
         update={"migration_database_url": f"postgresql+asyncpg://x:y@127.0.0.1:{free_port()}/none"}

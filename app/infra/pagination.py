@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from app.errors import BadRequest
+from app.infra.errors import BadRequest
 
 
 @dataclass(frozen=True)

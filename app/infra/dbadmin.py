@@ -13,9 +13,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
-from app.settings import Settings
+from app.infra.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (or install) root
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.admin import service
-from app.admin.schemas import AuditLogOut
+from app.audit import service
+from app.audit.schemas import AuditLogOut
 from app.deps import TenantSessionDep, require_roles
-from app.schemas_common import PageOut
+from app.infra.schemas import PageOut
 from app.tenants.models import Role
 
 router = APIRouter(

@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from app import devstack
-from app.aws import ensure_resources
-from app.dbadmin import ROOT, bootstrap, migrate
-from app.seed import seed_demo
-from app.settings import Settings, get_settings
+from app.infra.aws import ensure_resources
+from app.infra.dbadmin import ROOT, bootstrap, migrate
+from app.infra.settings import Settings, get_settings
+from courtside.local import devstack
+from courtside.local.seed import seed_demo
 from workers import WORKERS
 
 STATE_DIR = Path(os.environ.get("COURTSIDE_STATE_DIR", ".courtside")).resolve()
@@ -121,7 +121,7 @@ def run_dev(port: int | None = None) -> None:
             sys.exit("applying the demo Tenant manifest failed")
         asyncio.run(seed_demo(settings))
 
-        exe = [sys.executable, "-m", "app.cli"]
+        exe = [sys.executable, "-m", "courtside.cli"]
         children.append(subprocess.Popen([*exe, "api"]))  # noqa: S603
         # The API's metrics take METRICS_PORT; each worker the next one up.
         for index, name in enumerate(sorted(WORKERS), start=1):

@@ -6,10 +6,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.models import AuditLog
-from app.caller import Caller
-from app.pagination import Page, after_cursor, page_of
-from app.request_meta import RequestMeta
+from app.audit.models import AuditLog
+from app.auth.caller import Caller
+from app.infra.pagination import Page, after_cursor, page_of
+from app.infra.request_meta import RequestMeta
 
 
 def record(

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from app.auth.models import User
 from app.auth.security import hash_password
 from app.auth.service import find_user_by_email
-from app.db import Database
-from app.settings import Settings
+from app.infra.db import Database
+from app.infra.settings import Settings
 from app.tenants.models import Role, Tenant, TenantMembership
 from app.tenants.service import tenant_id_for_slug
 

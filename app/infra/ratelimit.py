@@ -42,7 +42,7 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.errors import RateLimited, ServiceUnavailable
+from app.infra.errors import RateLimited, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 BACKEND_ERRORS = Counter(

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
-    from app.settings import Settings
+    from app.infra.settings import Settings
 
 
 def _settings() -> "Settings":
     """The process's settings, or exit with what is wrong with them (never their values)."""
     from pydantic import ValidationError
 
-    from app.settings import get_settings
+    from app.infra.settings import get_settings
 
     try:
         return get_settings()
@@ -37,7 +37,7 @@ def _problem(error: "ErrorDetails") -> str:
 def _api(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from app.observability import serve_metrics
+    from app.infra.observability import serve_metrics
 
     settings = _settings()
     serve_metrics(settings.metrics_port, args.host)
@@ -62,7 +62,7 @@ def _api(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from app.dbadmin import bootstrap, migrate
+    from app.infra.dbadmin import bootstrap, migrate
 
     settings = _settings()
     admin_url = args.bootstrap or os.environ.get("DATABASE_ADMIN_URL")
@@ -73,14 +73,14 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _seed(_: argparse.Namespace) -> None:
-    from app.seed import seed_demo
+    from courtside.local.seed import seed_demo
 
     tenant_id = asyncio.run(seed_demo(_settings()))
     print(f"demo tenant ready: {tenant_id}")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    from app.logging import configure_logging
+    from app.infra.logging import configure_logging
     from workers import WORKERS
 
     if args.name not in WORKERS:
@@ -95,7 +95,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _aws_init(_: argparse.Namespace) -> None:
-    from app.aws import ensure_resources
+    from app.infra.aws import ensure_resources
 
     for name, url in asyncio.run(ensure_resources(_settings())).items():
         print(f"{name}: {url}")
@@ -119,7 +119,7 @@ def _tenants(args: argparse.Namespace) -> None:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    from app.devrunner import run_dev
+    from courtside.local.devrunner import run_dev
 
     run_dev(port=args.port)
 

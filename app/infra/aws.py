@@ -5,7 +5,7 @@ from typing import Any
 
 import aioboto3
 
-from app.settings import Settings
+from app.infra.settings import Settings
 
 QUEUE_NAMES = ("notifications", "media")
 DLQ_MAX_RECEIVES = 5

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import structlog
 
-from app.settings import Settings
+from app.infra.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from app.schemas_common import ResponseBody
+from app.infra.schemas import ResponseBody
 
 
 class AuditLogOut(ResponseBody):

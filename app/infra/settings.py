@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = 50
     # Redis down: serve anyway (True) or refuse with 503 (False). See README "Rate limiting".
     rate_limit_fail_open: bool = True
-    # How often each replica shares what it admitted through Redis (app/ratelimit.py).
+    # How often each replica shares what it admitted through Redis (app/infra/ratelimit.py).
     rate_limit_sync_interval_ms: int = Field(50, ge=5, le=5000)
     # How long a tenant's limits/suspension read from Redis are cached in-process.
     tenant_policy_cache_seconds: float = 2.0

@@ -1,0 +1,1 @@
+"""The composition root: the `courtside` command, and the local stack it can run."""
