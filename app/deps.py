@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.caller import Caller
+from app.infra.db import Database
 from app.infra.errors import Forbidden, TenantSuspended, Unauthorized
 from app.infra.ratelimit import Bucket, Limit
 from app.infra.request_meta import RequestMeta
@@ -64,6 +65,15 @@ async def get_settings_dep(resources: ResourcesDep) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_database(resources: ResourcesDep) -> Database:
+    return resources.db
+
+
+# What routers hand to services: services open their own tenant-scoped transactions
+# (docs/architecture.md, "The service contract").
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 async def get_request_meta(request: Request) -> RequestMeta:
