@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     rate_limit_fail_open: bool = True
     # How often each replica shares what it admitted through Redis (app/infra/ratelimit.py).
     rate_limit_sync_interval_ms: int = Field(50, ge=5, le=5000)
-    # How long a tenant's limits/suspension read from Redis are cached in-process.
+    # How long a tenant's limits and suspension (its row, app/tenants/policy.py) are cached.
     tenant_policy_cache_seconds: float = 2.0
     # How long a caller's role and session (not revoked) read per request are cached in-process.
     membership_cache_seconds: float = Field(2.0, ge=0, le=10)
