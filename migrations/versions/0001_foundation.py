@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from migrations.columns import NOW, UUID, created_column, id_column, tenant_column
 from migrations.rls import CURRENT_USER_ID, relay_role, runtime_role, tenant_table
 
 revision: str = "0001_foundation"
@@ -18,23 +19,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UUID = pg.UUID(as_uuid=True)
-NOW = sa.text("now()")
 ROLE_CHECK = "role IN ('ADMIN', 'COACH', 'ATHLETE', 'SCHEDULER')"
-
-
-def _id() -> sa.Column:
-    return sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()"))
-
-
-def _tenant() -> sa.Column:
-    return sa.Column(
-        "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
-    )
-
-
-def _created() -> sa.Column:
-    return sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False)
 
 
 def upgrade() -> None:
@@ -53,35 +38,35 @@ def upgrade() -> None:
 
     op.create_table(
         "tenants",
-        _id(),
+        id_column(),
         sa.Column("slug", sa.String(63), nullable=False, unique=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("suspended", sa.Boolean, nullable=False, server_default="false"),
         sa.Column("rate_limits", pg.JSONB),
         sa.Column("max_upload_bytes", sa.BigInteger),
         sa.Column("storage_quota_bytes", sa.BigInteger),
-        _created(),
+        created_column(),
     )
     tenant_table("tenants", column="id")
 
     op.create_table(
         "users",
-        _id(),
+        id_column(),
         sa.Column("email", sa.String(320), nullable=False, unique=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("password_hash", sa.String(255), nullable=False),
         sa.Column("default_tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="SET NULL")),
         sa.Column("email_notifications", sa.Boolean, nullable=False, server_default="true"),
-        _created(),
+        created_column(),
     )
 
     op.create_table(
         "tenant_memberships",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
-        _created(),
+        created_column(),
         sa.UniqueConstraint("tenant_id", "user_id"),
         sa.CheckConstraint(ROLE_CHECK, name="role"),
     )
@@ -118,15 +103,15 @@ def upgrade() -> None:
 
     op.create_table(
         "refresh_tokens",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("family_id", UUID, nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True)),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
-        _created(),
+        created_column(),
         sa.UniqueConstraint("tenant_id", "token_hash"),
     )
     op.create_index(
@@ -139,15 +124,15 @@ def upgrade() -> None:
 
     op.create_table(
         "invitations",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("invited_by", UUID, sa.ForeignKey("users.id", ondelete="SET NULL")),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("accepted_at", sa.DateTime(timezone=True)),
-        _created(),
+        created_column(),
         sa.UniqueConstraint("tenant_id", "token_hash"),
         sa.CheckConstraint(ROLE_CHECK, name="role"),
     )
@@ -156,8 +141,8 @@ def upgrade() -> None:
 
     op.create_table(
         "audit_logs",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("actor_user_id", UUID),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("target_type", sa.String(64)),
@@ -165,7 +150,7 @@ def upgrade() -> None:
         sa.Column("ip", pg.INET),
         sa.Column("request_id", sa.String(64)),
         sa.Column("details", pg.JSONB, nullable=False, server_default="{}"),
-        _created(),
+        created_column(),
     )
     op.create_index("ix_audit_logs_tenant_id_created_at", "audit_logs", ["tenant_id", "created_at"])
     # Append-only for the runtime role.
@@ -173,8 +158,8 @@ def upgrade() -> None:
 
     op.create_table(
         "outbox_events",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("aggregate_type", sa.String(64), nullable=False),
         sa.Column("aggregate_id", sa.String(64), nullable=False),
@@ -184,7 +169,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
         sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
-        _created(),
+        created_column(),
     )
     op.create_index(
         "ix_outbox_events_tenant_id_created_at", "outbox_events", ["tenant_id", "created_at"]
@@ -205,7 +190,7 @@ def upgrade() -> None:
 
     op.create_table(
         "processed_events",
-        _tenant(),
+        tenant_column(),
         sa.Column("consumer", sa.String(64), nullable=False),
         sa.Column("event_id", UUID, nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),

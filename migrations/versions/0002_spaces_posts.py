@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from migrations.columns import UUID, created_column, id_column, tenant_column
 from migrations.rls import tenant_table
 
 revision: str = "0002_spaces_posts"
@@ -18,57 +19,40 @@ down_revision: str | None = "0001_foundation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UUID = pg.UUID(as_uuid=True)
-NOW = sa.text("now()")
-
-
-def _tenant() -> sa.Column:
-    return sa.Column(
-        "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
-    )
-
-
-def _id() -> sa.Column:
-    return sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()"))
-
-
-def _created() -> sa.Column:
-    return sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False)
-
 
 def upgrade() -> None:
     op.create_table(
         "media_assets",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("owner_id", UUID, nullable=False),
         sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
         sa.Column("content_type", sa.String(127), nullable=False),
         sa.Column("size_bytes", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("s3_key", sa.String(1024), nullable=False),
-        _created(),
+        created_column(),
     )
     op.create_index("ix_media_assets_tenant_id_owner_id", "media_assets", ["tenant_id", "owner_id"])
     tenant_table("media_assets")
 
     op.create_table(
         "spaces",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("description", sa.Text),
         sa.Column("owner_id", UUID, sa.ForeignKey("users.id"), nullable=False),
-        _created(),
+        created_column(),
     )
     op.create_index("ix_spaces_tenant_id_created_at", "spaces", ["tenant_id", "created_at", "id"])
     tenant_table("spaces")
 
     op.create_table(
         "space_members",
-        _tenant(),
+        tenant_column(),
         sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False),
         sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-        _created(),
+        created_column(),
         sa.PrimaryKeyConstraint("tenant_id", "space_id", "user_id"),
     )
     op.create_index(
@@ -78,13 +62,13 @@ def upgrade() -> None:
 
     op.create_table(
         "posts",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("space_id", UUID, sa.ForeignKey("spaces.id", ondelete="CASCADE"), nullable=False),
         sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("media_ids", pg.ARRAY(UUID), nullable=False, server_default="{}"),
-        _created(),
+        created_column(),
         sa.Column("deleted_at", sa.DateTime(timezone=True)),
         sa.Column("deleted_by", UUID),
     )
@@ -98,12 +82,12 @@ def upgrade() -> None:
 
     op.create_table(
         "comments",
-        _id(),
-        _tenant(),
+        id_column(),
+        tenant_column(),
         sa.Column("post_id", UUID, sa.ForeignKey("posts.id", ondelete="CASCADE"), nullable=False),
         sa.Column("author_id", UUID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("body", sa.Text, nullable=False),
-        _created(),
+        created_column(),
     )
     op.create_index(
         "ix_comments_tenant_id_post_id_created_at",

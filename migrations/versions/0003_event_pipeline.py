@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
+from migrations.columns import UUID, created_column, id_column, tenant_column
 from migrations.rls import tenant_table
 
 revision: str = "0003_event_pipeline"
@@ -18,16 +19,12 @@ down_revision: str | None = "0002_spaces_posts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UUID = pg.UUID(as_uuid=True)
-
 
 def upgrade() -> None:
     op.create_table(
         "notifications",
-        sa.Column("id", UUID, primary_key=True, server_default=sa.text("gen_random_uuid()")),
-        sa.Column(
-            "tenant_id", UUID, sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
-        ),
+        id_column(),
+        tenant_column(),
         sa.Column("user_id", UUID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("event_id", UUID, nullable=False),
         sa.Column("kind", sa.String(64), nullable=False),
@@ -36,12 +33,7 @@ def upgrade() -> None:
         sa.Column("data", pg.JSONB, nullable=False, server_default="{}"),
         sa.Column("email_pending", sa.Boolean, nullable=False, server_default=sa.text("false")),
         sa.Column("read_at", sa.DateTime(timezone=True)),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
+        created_column(),
         sa.UniqueConstraint("tenant_id", "event_id", "user_id"),
     )
     op.create_index(
