@@ -72,6 +72,12 @@ def set_session_tenant(
     session.info["user_id"] = user_id
 
 
+def asyncpg_dsn(url: str) -> str:
+    """The asyncpg DSN of a SQLAlchemy database URL (`postgresql+asyncpg://…` → `postgresql://…`),
+    password kept: for connections and pools opened with asyncpg directly."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def _uuids_as_text(conn: asyncpg.Connection) -> None:
     # Rows go straight to JSON on the hot path; asyncpg's own UUID type is not serialisable.
     await conn.set_type_codec("uuid", encoder=str, decoder=str, schema="pg_catalog", format="text")
@@ -152,9 +158,8 @@ class Database:
 
     async def create_raw_pool(self, url: str, *, size: int) -> asyncpg.Pool:
         """An asyncpg pool on the same role as the engine (see tenant_connection)."""
-        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         return await asyncpg.create_pool(
-            dsn,
+            asyncpg_dsn(url),
             min_size=1,
             max_size=size,
             server_settings=self._server_settings,
