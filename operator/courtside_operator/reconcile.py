@@ -21,7 +21,7 @@ from app.auth import emails
 from app.auth.models import User
 from app.auth.security import OpaqueToken
 from app.infra import aws
-from app.infra.db import Database
+from app.infra.db import Database, asyncpg_dsn
 from app.infra.mail import deliver
 from app.infra.settings import Settings
 from app.media.models import MediaAsset
@@ -85,10 +85,6 @@ def condition(
         ),
         **({"observedGeneration": generation} if generation is not None else {}),
     }
-
-
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class TenantReconciler:
@@ -252,7 +248,7 @@ class TenantReconciler:
         password = (stored or {}).get("password") or token_source.token_urlsafe(24)
         login = "NOLOGIN" if spec.suspended else "LOGIN"
         limit = spec.database.connection_limit
-        conn = await asyncpg.connect(_dsn(self.settings.migration_database_url), timeout=10)
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.migration_database_url), timeout=10)
         try:
             async with conn.transaction():
                 mapped = await conn.fetchval(
@@ -497,7 +493,7 @@ class TenantReconciler:
         `Delete` purges the tenant's rows and S3 objects and drops the role."""
         tenant_id = tenant_id_for_slug(spec.slug)
         actions: list[str] = []
-        conn = await asyncpg.connect(_dsn(self.settings.migration_database_url), timeout=10)
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.migration_database_url), timeout=10)
         try:
             # The role mapped to this tenant, whatever it is called; never another's.
             role = await conn.fetchval(
