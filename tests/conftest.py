@@ -8,7 +8,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from app.infra.db import Database
+from app.infra.db import Database, asyncpg_dsn
 from app.infra.settings import Settings, get_settings
 from app.main import create_app
 from tests import factories
@@ -55,10 +55,6 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     database = Database.from_settings(settings, application_name="courtside-tests")
     yield database
     await database.dispose()
-
-
-def asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture

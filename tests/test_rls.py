@@ -5,8 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from app.infra.db import TENANT_CONTEXT_SQL
-from tests.conftest import asyncpg_dsn
+from app.infra.db import TENANT_CONTEXT_SQL, asyncpg_dsn
 from tests.factories import add_member, register_tenant
 
 # Tables that are deliberately not tenant-owned. Anything else in `public` must be.

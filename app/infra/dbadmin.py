@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from app.infra.db import asyncpg_dsn
 from app.infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (or install) root
@@ -23,10 +24,6 @@ class RoleSpec:
     name: str
     password: str
     attributes: str
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _roles_from_settings(settings: Settings) -> tuple[RoleSpec, RoleSpec, RoleSpec, str]:
@@ -65,7 +62,7 @@ async def bootstrap(admin_url: str, settings: Settings) -> None:
     """Create the owner, runtime, relay and tenant-reader roles and the database, if missing
     (idempotent)."""
     owner, runtime, relay, database = _roles_from_settings(settings)
-    conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         for role in (owner, runtime, relay):
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role.name)
@@ -100,7 +97,7 @@ async def bootstrap(admin_url: str, settings: Settings) -> None:
         await conn.close()
     # PostgreSQL 15+ gives the public schema to the database owner; older servers need this.
     db_conn = await asyncpg.connect(
-        _asyncpg_dsn(
+        asyncpg_dsn(
             make_url(admin_url).set(database=database).render_as_string(hide_password=False)
         )
     )
@@ -124,7 +121,7 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 
 async def drop_database(admin_url: str, database: str) -> None:
-    conn = await asyncpg.connect(_asyncpg_dsn(admin_url))
+    conn = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(database)} WITH (FORCE)")
     finally:
