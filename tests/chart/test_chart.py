@@ -16,7 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "courtside"
-SHARED = ROOT.parent / "shared" / "reference"
+# Upstream schemas, vendored beside this test (source and version: schemas/README.md).
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 K8S_VERSION = "1.31.0"
 WORKLOAD_KINDS = {"Deployment", "Job"}
 KEDA_CRDS = {
@@ -92,7 +93,7 @@ def test_every_builtin_object_is_valid_for_kubernetes(objects):
 
 @cache
 def keda_schema(kind: str) -> dict:
-    crd = yaml.safe_load((SHARED / "keda" / KEDA_CRDS[kind]).read_text())
+    crd = yaml.safe_load((SCHEMAS / "keda" / KEDA_CRDS[kind]).read_text())
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
@@ -338,7 +339,7 @@ def test_values_files_match_the_schema():
 
 
 def test_skaffold_config_matches_the_upstream_schema():
-    schema = json.loads((SHARED / "skaffold" / "v4beta14.json").read_text())
+    schema = json.loads((SCHEMAS / "skaffold" / "v4beta14.json").read_text())
     config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
     validator = jsonschema.Draft7Validator(schema)
     assert list(validator.iter_errors(config)) == []
