@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.deps import CallerDep, MetaDep, TenantSessionDep
+from app.deps import CallerDep, DatabaseDep, MetaDep
 from app.infra.schemas import PageOut
 from app.spaces import service
 from app.spaces.schemas import (
@@ -26,40 +26,35 @@ def _detail(detail: service.SpaceDetail) -> SpaceDetailOut:
 @router.get("", response_model=PageOut[SpaceOut])
 async def list_spaces(
     caller: CallerDep,
-    session: TenantSessionDep,
+    db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageOut[SpaceOut]:
     """Spaces the caller may see: all of the tenant's for an ADMIN, else their own."""
-    page = await service.list_spaces(session, caller, limit=limit, cursor=cursor)
+    page = await service.list_spaces(db, caller, limit=limit, cursor=cursor)
     return PageOut[SpaceOut](
         items=[SpaceOut.model_validate(s) for s in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=SpaceDetailOut)
-async def create_space(
-    body: SpaceCreateIn, caller: CallerDep, session: TenantSessionDep
-) -> SpaceDetailOut:
-    space = await service.create_space(
-        session, caller, name=body.name, description=body.description
+async def create_space(body: SpaceCreateIn, caller: CallerDep, db: DatabaseDep) -> SpaceDetailOut:
+    return _detail(
+        await service.create_space(db, caller, name=body.name, description=body.description)
     )
-    return _detail(service.SpaceDetail(space, [caller.user_id]))
 
 
 @router.get("/{space_id}", response_model=SpaceDetailOut)
-async def get_space(
-    space_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep
-) -> SpaceDetailOut:
-    return _detail(await service.get_space(session, caller, space_id))
+async def get_space(space_id: uuid.UUID, caller: CallerDep, db: DatabaseDep) -> SpaceDetailOut:
+    return _detail(await service.get_space(db, caller, space_id))
 
 
 @router.patch("/{space_id}", response_model=SpaceOut)
 async def update_space(
-    space_id: uuid.UUID, body: SpaceUpdateIn, caller: CallerDep, session: TenantSessionDep
+    space_id: uuid.UUID, body: SpaceUpdateIn, caller: CallerDep, db: DatabaseDep
 ) -> SpaceOut:
     space = await service.update_space(
-        session, caller, space_id, changes=body.model_dump(exclude_unset=True)
+        db, caller, space_id, changes=body.model_dump(exclude_unset=True)
     )
     return SpaceOut.model_validate(space)
 
@@ -69,10 +64,10 @@ async def add_member(
     space_id: uuid.UUID,
     body: SpaceMemberIn,
     caller: CallerDep,
-    session: TenantSessionDep,
+    db: DatabaseDep,
     meta: MetaDep,
 ) -> Response:
-    await service.add_member(session, caller, space_id, body.user_id, meta)
+    await service.add_member(db, caller, space_id, body.user_id, meta)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -81,8 +76,8 @@ async def remove_member(
     space_id: uuid.UUID,
     user_id: uuid.UUID,
     caller: CallerDep,
-    session: TenantSessionDep,
+    db: DatabaseDep,
     meta: MetaDep,
 ) -> Response:
-    await service.remove_member(session, caller, space_id, user_id, meta)
+    await service.remove_member(db, caller, space_id, user_id, meta)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

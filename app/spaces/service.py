@@ -1,23 +1,21 @@
-"""Spaces and who is in them.
-
-Inside a tenant: ADMIN sees and manages every space; a COACH creates spaces and manages the
-ones they own; everyone else sees only spaces they are a member of. A space the caller may
-not see does not exist for them (404), so ids never confirm anything across spaces.
-"""
+"""Spaces and who is in them. Who may see or change which space is decided in
+app/spaces/permissions.py; each public function here is one unit of work in the caller's
+tenant (docs/architecture.md, "The service contract")."""
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select
 
 from app.audit import service as audit
 from app.auth.caller import Caller
-from app.infra.errors import Conflict, Forbidden, NotFound
+from app.infra.db import Database
+from app.infra.errors import Conflict, NotFound
 from app.infra.pagination import Page, after_cursor, page_of
 from app.infra.request_meta import RequestMeta
+from app.spaces import permissions
 from app.spaces.models import Space, SpaceMember
-from app.tenants.models import Role, TenantMembership
+from app.tenants.models import TenantMembership
 
 
 @dataclass(frozen=True)
@@ -26,40 +24,12 @@ class SpaceDetail:
     member_ids: list[uuid.UUID]
 
 
-def _is_member(space_id: object, user_id: uuid.UUID):  # noqa: ANN202 - SQL expression
-    return exists().where(SpaceMember.space_id == space_id, SpaceMember.user_id == user_id)
-
-
-async def visible_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) -> Space:
-    """The space, if the caller may see it; else NotFound. Call inside a transaction."""
-    query = select(Space).where(Space.id == space_id)
-    if caller.role != Role.ADMIN:
-        query = query.where(_is_member(Space.id, caller.user_id))
-    space = await session.scalar(query)
-    if space is None:
-        raise NotFound("Space not found.")
-    return space
-
-
-def can_manage(caller: Caller, space: Space) -> bool:
-    return caller.role == Role.ADMIN or (
-        caller.role == Role.COACH and space.owner_id == caller.user_id
-    )
-
-
-async def _managed_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) -> Space:
-    space = await visible_space(session, caller, space_id)
-    if not can_manage(caller, space):
-        raise Forbidden("Only the space's coach or an ADMIN can change it.")
-    return space
-
-
 async def create_space(
-    session: AsyncSession, caller: Caller, *, name: str, description: str | None
-) -> Space:
-    if caller.role not in (Role.ADMIN, Role.COACH):
-        raise Forbidden("Only coaches and admins create spaces.")
-    async with session.begin():
+    db: Database, caller: Caller, *, name: str, description: str | None
+) -> SpaceDetail:
+    """A new space owned by the caller (a COACH or an ADMIN), who becomes its first member."""
+    permissions.check_can_create_space(caller)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         space = Space(
             tenant_id=caller.tenant_id, name=name, description=description, owner_id=caller.user_id
         )
@@ -68,24 +38,25 @@ async def create_space(
         session.add(
             SpaceMember(tenant_id=caller.tenant_id, space_id=space.id, user_id=caller.user_id)
         )
-    return space
+    return SpaceDetail(space, [caller.user_id])
 
 
 async def list_spaces(
-    session: AsyncSession, caller: Caller, *, limit: int, cursor: str | None
+    db: Database, caller: Caller, *, limit: int, cursor: str | None
 ) -> Page[Space]:
-    query = select(Space)
-    if caller.role != Role.ADMIN:
-        query = query.where(_is_member(Space.id, caller.user_id))
+    """Spaces the caller may see, oldest first: all of the tenant's for an ADMIN, else their
+    own."""
+    query = permissions.only_visible_spaces(select(Space), caller)
     query = after_cursor(query, Space.created_at, Space.id, cursor).limit(limit + 1)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         rows = list((await session.scalars(query)).all())
     return page_of(rows, limit, lambda s: (s.created_at, s.id))
 
 
-async def get_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) -> SpaceDetail:
-    async with session.begin():
-        space = await visible_space(session, caller, space_id)
+async def get_space(db: Database, caller: Caller, space_id: uuid.UUID) -> SpaceDetail:
+    """The space and its members' ids, if the caller may see it (else NotFound)."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        space = await permissions.visible_space(session, caller, space_id)
         member_ids = list(
             (
                 await session.scalars(
@@ -99,10 +70,11 @@ async def get_space(session: AsyncSession, caller: Caller, space_id: uuid.UUID) 
 
 
 async def update_space(
-    session: AsyncSession, caller: Caller, space_id: uuid.UUID, *, changes: dict[str, object]
+    db: Database, caller: Caller, space_id: uuid.UUID, *, changes: dict[str, object]
 ) -> Space:
-    async with session.begin():
-        space = await _managed_space(session, caller, space_id)
+    """Rename or redescribe a space the caller manages."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        space = await permissions.managed_space(session, caller, space_id)
         for field in ("name", "description"):
             if field in changes:
                 setattr(space, field, changes[field])
@@ -110,20 +82,21 @@ async def update_space(
 
 
 async def add_member(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     space_id: uuid.UUID,
     user_id: uuid.UUID,
     meta: RequestMeta | None,
 ) -> None:
-    async with session.begin():
-        await _managed_space(session, caller, space_id)
+    """Add a member of the tenant to a space the caller manages; audited."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        await permissions.managed_space(session, caller, space_id)
         in_tenant = await session.scalar(
             select(TenantMembership.id).where(TenantMembership.user_id == user_id)
         )
         if in_tenant is None:
             raise NotFound("User not found.")
-        if await session.scalar(select(_is_member(space_id, user_id))):
+        if await session.scalar(select(permissions.is_member(space_id, user_id))):
             raise Conflict("Already a member of this space.")
         session.add(SpaceMember(tenant_id=caller.tenant_id, space_id=space_id, user_id=user_id))
         audit.record_by(
@@ -138,17 +111,17 @@ async def add_member(
 
 
 async def remove_member(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     space_id: uuid.UUID,
     user_id: uuid.UUID,
     meta: RequestMeta | None,
 ) -> None:
-    """The space's coach or an ADMIN removes anyone but the owner; members may leave."""
-    async with session.begin():
-        space = await visible_space(session, caller, space_id)
-        if user_id != caller.user_id and not can_manage(caller, space):
-            raise Forbidden("Only the space's coach or an ADMIN can remove members.")
+    """The space's coach or an ADMIN removes anyone but the owner; members may leave;
+    audited."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        space = await permissions.visible_space(session, caller, space_id)
+        permissions.check_can_remove_member(caller, space, user_id)
         if user_id == space.owner_id:
             raise Conflict("The space's owner cannot be removed.")
         result = await session.execute(
