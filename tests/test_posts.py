@@ -265,7 +265,7 @@ async def test_post_and_comment_write_outbox_events(client, club, superuser_conn
 
 
 async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
-    client, club, db, superuser_conn
+    client, club, db, superuser_conn, monkeypatch
 ):
     from sqlalchemy import event
 
@@ -286,12 +286,18 @@ async def test_an_error_after_the_insert_leaves_neither_post_nor_event(
         if {Post, OutboxEvent} <= written:
             raise RuntimeError("crash after the post and its event were inserted")
 
-    async with db.session(athlete.tenant_id, athlete.user_id) as session:
+    open_session = db.session
+
+    def session_that_crashes(*args, **kwargs):
+        session = open_session(*args, **kwargs)
         event.listen(session.sync_session, "after_flush", crash_once_both_rows_are_in_the_database)
-        with pytest.raises(RuntimeError, match="crash after"):
-            await service.create_post(
-                session, caller, space_id=uuid.UUID(club["space"]), body="never saved", media_ids=[]
-            )
+        return session
+
+    monkeypatch.setattr(db, "session", session_that_crashes)
+    with pytest.raises(RuntimeError, match="crash after"):
+        await service.create_post(
+            db, caller, space_id=uuid.UUID(club["space"]), body="never saved", media_ids=[]
+        )
     assert {Post, OutboxEvent} <= set(flushed)
     assert (
         await superuser_conn.fetchval("SELECT count(*) FROM posts WHERE body = 'never saved'") == 0

@@ -7,15 +7,14 @@ from fastapi.security import HTTPBearer
 
 from app.deps import (
     CallerDep,
+    DatabaseDep,
     MetaDep,
-    TenantSessionDep,
     current_caller,
     get_request_meta,
     get_resources,
     parse_query,
     query_openapi,
 )
-from app.infra.db import tenant_connection
 from app.infra.schemas import PageOut
 from app.posts import service
 from app.posts.schemas import (
@@ -53,10 +52,9 @@ async def feed(request: Request) -> Response:
     )
     query = parse_query(FeedQuery, request)
     assert resources.read_pool is not None
-    async with tenant_connection(resources.read_pool, caller.tenant_id, caller.user_id) as conn:
-        page = await service.read_feed(
-            conn, caller, space_id=query.space_id, limit=query.limit, cursor=query.cursor
-        )
+    page = await service.read_feed(
+        resources.read_pool, caller, space_id=query.space_id, limit=query.limit, cursor=query.cursor
+    )
     # Rows are already JSON-ready: skip a second validation pass (the schema stays documented).
     return Response(
         orjson.dumps({"items": page.items, "next_cursor": page.next_cursor}),
@@ -65,9 +63,9 @@ async def feed(request: Request) -> Response:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PostOut)
-async def create_post(body: PostCreateIn, caller: CallerDep, session: TenantSessionDep) -> PostOut:
+async def create_post(body: PostCreateIn, caller: CallerDep, db: DatabaseDep) -> PostOut:
     post = await service.create_post(
-        session, caller, space_id=body.space_id, body=body.body, media_ids=body.media_ids
+        db, caller, space_id=body.space_id, body=body.body, media_ids=body.media_ids
     )
     return PostOut.model_validate(post)
 
@@ -76,12 +74,12 @@ async def create_post(body: PostCreateIn, caller: CallerDep, session: TenantSess
 async def get_post(
     post_id: uuid.UUID,
     caller: CallerDep,
-    session: TenantSessionDep,
+    db: DatabaseDep,
     comments_limit: Limit = 50,
     comments_cursor: Cursor = None,
 ) -> PostDetailOut:
     post, comments = await service.get_post(
-        session, caller, post_id, comments_limit=comments_limit, comments_cursor=comments_cursor
+        db, caller, post_id, comments_limit=comments_limit, comments_cursor=comments_cursor
     )
     return PostDetailOut(
         **PostOut.model_validate(post).model_dump(),
@@ -94,14 +92,14 @@ async def get_post(
 
 @router.post("/{post_id}/comments", status_code=status.HTTP_201_CREATED, response_model=CommentOut)
 async def add_comment(
-    post_id: uuid.UUID, body: CommentCreateIn, caller: CallerDep, session: TenantSessionDep
+    post_id: uuid.UUID, body: CommentCreateIn, caller: CallerDep, db: DatabaseDep
 ) -> CommentOut:
-    return CommentOut.model_validate(await service.add_comment(session, caller, post_id, body.body))
+    return CommentOut.model_validate(await service.add_comment(db, caller, post_id, body.body))
 
 
 @router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_post(
-    post_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep, meta: MetaDep
+    post_id: uuid.UUID, caller: CallerDep, db: DatabaseDep, meta: MetaDep
 ) -> Response:
-    await service.delete_post(session, caller, post_id, meta)
+    await service.delete_post(db, caller, post_id, meta)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

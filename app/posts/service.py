@@ -1,5 +1,7 @@
-"""Posts, comments and the feed. Writes go through the ORM session with their outbox event
-in the same transaction; the feed read runs on a raw asyncpg connection (hot path)."""
+"""Posts, comments and the feed. Writes are units of work through the ORM, each with its
+outbox event in the same transaction; the feed read runs on a raw asyncpg connection of the
+read pool (hot path, docs/architecture.md point 8). Who may do what: app/posts/permissions.py.
+"""
 
 import uuid
 from dataclasses import dataclass
@@ -8,19 +10,17 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.caller import Caller
 from app.events.outbox import add_event
-from app.infra.errors import Forbidden, NotFound, ValidationFailed
+from app.infra.db import Database, tenant_connection
+from app.infra.errors import NotFound
 from app.infra.pagination import Page, after_cursor, decode_cursor, encode_cursor, page_of
 from app.infra.request_meta import RequestMeta
-from app.media.models import MediaAsset
+from app.posts import permissions
 from app.posts.models import Comment, Post
-from app.spaces.models import Space
-from app.spaces.service import can_manage, visible_space
-from app.tenants.models import Role
+from app.spaces.permissions import sees_every_space, visible_space
 
 # One space's posts, newest first. The caller must be a member (or an ADMIN: $2); the RLS
 # policy adds the tenant predicate that lets the planner use
@@ -57,24 +57,29 @@ class FeedPage:
 
 
 async def read_feed(
-    conn: asyncpg.Connection,
+    read_pool: asyncpg.Pool,
     caller: Caller,
     *,
     space_id: uuid.UUID | None,
     limit: int,
     cursor: str | None,
 ) -> FeedPage:
-    """Newest posts first, keyset-paginated; `conn` is already in the caller's tenant."""
+    """Newest posts first, keyset-paginated: one space (which the caller must see, else
+    NotFound) or every space they are a member of. Rows come back JSON-ready."""
     after_at, after_id = decode_cursor(cursor) if cursor else (None, None)
-    if space_id is not None:
-        is_admin = caller.role == Role.ADMIN
-        rows = await conn.fetch(
-            _SPACE_FEED, space_id, is_admin, caller.user_id, limit + 1, after_at, after_id
-        )
-        if not rows and not await conn.fetchval(_SPACE_VISIBLE, space_id, is_admin, caller.user_id):
-            raise NotFound("Space not found.")
-    else:
-        rows = await conn.fetch(_MEMBER_FEED, caller.user_id, limit + 1, after_at, after_id)
+    async with tenant_connection(read_pool, caller.tenant_id, caller.user_id) as conn:
+        if space_id is not None:
+            # The visibility rule of spaces/permissions.py, applied inside the query.
+            every_space = sees_every_space(caller)
+            rows = await conn.fetch(
+                _SPACE_FEED, space_id, every_space, caller.user_id, limit + 1, after_at, after_id
+            )
+            if not rows and not await conn.fetchval(
+                _SPACE_VISIBLE, space_id, every_space, caller.user_id
+            ):
+                raise NotFound("Space not found.")
+        else:
+            rows = await conn.fetch(_MEMBER_FEED, caller.user_id, limit + 1, after_at, after_id)
     items = [dict(r) for r in rows[:limit]]
     next_cursor = (
         encode_cursor(items[-1]["created_at"], items[-1]["id"]) if len(rows) > limit else None
@@ -83,7 +88,7 @@ async def read_feed(
 
 
 async def create_post(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     *,
     space_id: uuid.UUID,
@@ -91,10 +96,10 @@ async def create_post(
     media_ids: list[uuid.UUID],
 ) -> Post:
     """Create a post and its `post.created` event in one transaction. The author must see
-    the space, and every media id must be an asset the author uploaded (`_check_media`)."""
-    async with session.begin():
+    the space, and every media id must be an asset the author uploaded."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         await visible_space(session, caller, space_id)
-        await _check_media(session, caller, media_ids)
+        await permissions.check_can_attach_media(session, caller, media_ids)
         post = Post(
             tenant_id=caller.tenant_id,
             space_id=space_id,
@@ -120,51 +125,8 @@ async def create_post(
     return post
 
 
-async def _check_media(session: AsyncSession, caller: Caller, media_ids: list[uuid.UUID]) -> None:
-    """A post may carry only media its author uploaded.
-
-    Assets belong to their uploader, not to a space (media_assets has no space), so
-    ownership is the only rule that keeps one member from publishing another's video into a
-    space its owner never shared it with. Someone else's asset, in this tenant or another
-    (which RLS hides anyway), is reported exactly like an id that does not exist, so the
-    answer reveals nothing about other people's uploads.
-    """
-    if not media_ids:
-        return
-    found = set(
-        (
-            await session.scalars(
-                select(MediaAsset.id).where(
-                    MediaAsset.tenant_id == caller.tenant_id,
-                    MediaAsset.owner_id == caller.user_id,
-                    MediaAsset.id.in_(media_ids),
-                )
-            )
-        ).all()
-    )
-    missing = [str(m) for m in dict.fromkeys(media_ids) if m not in found]
-    if missing:
-        raise ValidationFailed("Unknown media asset ids.", missing_media_ids=missing)
-
-
-async def _visible_post(
-    session: AsyncSession, caller: Caller, post_id: uuid.UUID, *, for_update: bool = False
-) -> tuple[Post, Space]:
-    query = select(Post).where(Post.id == post_id, Post.deleted_at.is_(None))
-    if for_update:
-        query = query.with_for_update()
-    post = await session.scalar(query)
-    if post is None:
-        raise NotFound("Post not found.")
-    try:
-        space = await visible_space(session, caller, post.space_id)
-    except NotFound:
-        raise NotFound("Post not found.") from None
-    return post, space
-
-
 async def get_post(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     post_id: uuid.UUID,
     *,
@@ -172,8 +134,8 @@ async def get_post(
     comments_cursor: str | None,
 ) -> tuple[Post, Page[Comment]]:
     """The post and a page of its comments, oldest first."""
-    async with session.begin():
-        post, _ = await _visible_post(session, caller, post_id)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        post, _ = await permissions.visible_post(session, caller, post_id)
         query = after_cursor(
             select(Comment).where(Comment.post_id == post_id),
             Comment.created_at,
@@ -185,11 +147,10 @@ async def get_post(
     return post, page_of(rows, comments_limit, lambda c: (c.created_at, c.id))
 
 
-async def add_comment(
-    session: AsyncSession, caller: Caller, post_id: uuid.UUID, body: str
-) -> Comment:
-    async with session.begin():
-        post, _ = await _visible_post(session, caller, post_id)
+async def add_comment(db: Database, caller: Caller, post_id: uuid.UUID, body: str) -> Comment:
+    """Comment on a post the caller may see, with its `comment.created` event."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        post, _ = await permissions.visible_post(session, caller, post_id)
         comment = Comment(
             tenant_id=caller.tenant_id, post_id=post_id, author_id=caller.user_id, body=body
         )
@@ -214,13 +175,12 @@ async def add_comment(
 
 
 async def delete_post(
-    session: AsyncSession, caller: Caller, post_id: uuid.UUID, meta: RequestMeta | None
+    db: Database, caller: Caller, post_id: uuid.UUID, meta: RequestMeta | None
 ) -> None:
     """Soft delete, by the author, the space's coach or an ADMIN; audited."""
-    async with session.begin():
-        post, space = await _visible_post(session, caller, post_id, for_update=True)
-        if post.author_id != caller.user_id and not can_manage(caller, space):
-            raise Forbidden("Only the author, the space's coach or an ADMIN can delete a post.")
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        post, space = await permissions.visible_post(session, caller, post_id, for_update=True)
+        permissions.check_can_delete_post(caller, post, space)
         post.deleted_at = datetime.now(UTC)
         post.deleted_by = caller.user_id
         audit.record_by(
