@@ -36,8 +36,9 @@ class NotificationsHandler:
             log.info("duplicate_event_skipped", event_id=str(envelope.id), type=envelope.type)
         # Also after a duplicate: finishes emails a crashed attempt left unsent. (A refused
         # message never gets here: apply_once raised.)
-        async with self.db.session(envelope.tenant_id) as session:
-            await service.send_pending_emails(session, self.settings, envelope.id)
+        await service.send_pending_emails(
+            self.db, self.settings, tenant_id=envelope.tenant_id, event_id=envelope.id
+        )
 
 
 async def run(settings: Settings) -> None:

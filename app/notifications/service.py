@@ -1,4 +1,8 @@
-"""Who hears about what: turning events into in-app notifications and emails."""
+"""Who hears about what: turning events into in-app notifications and emails.
+
+`notify` is a step of the notifications worker's idempotent transaction (docs/architecture.md,
+point 4); the other public functions are units of work of their own. Who may read which
+notification: app/notifications/permissions.py."""
 
 import uuid
 from datetime import UTC, datetime
@@ -11,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.caller import Caller
 from app.auth.models import User
+from app.infra.db import Database
 from app.infra.errors import NotFound
 from app.infra.pagination import Page, after_cursor, page_of
 from app.infra.settings import Settings
+from app.notifications import permissions
 from app.notifications.models import Notification
 from app.spaces.models import SpaceMember
 
@@ -28,7 +34,8 @@ MESSAGES = {
 async def recipients_for(
     session: AsyncSession, event_type: str, payload: dict[str, Any]
 ) -> list[uuid.UUID]:
-    """The users an event concerns (never the person who caused it)."""
+    """The users an event concerns (never the person who caused it). A step: runs in the
+    transaction it is given."""
     actor = payload.get("author_id")
     if event_type == "post.created":
         rows = await session.scalars(
@@ -57,7 +64,8 @@ async def notify(
     event_type: str,
     payload: dict[str, Any],
 ) -> int:
-    """Write the event's notifications in the caller's transaction; returns how many."""
+    """Write the event's notifications; returns how many. A step: runs inside the worker's
+    transaction (the one that records the event as processed) and never begins or commits."""
     if event_type not in MESSAGES:
         raise ValueError(f"no notification for event type {event_type!r}")
     recipients = await recipients_for(session, event_type, payload)
@@ -87,11 +95,11 @@ async def notify(
 
 
 async def send_pending_emails(
-    session: AsyncSession, settings: Settings, event_id: uuid.UUID
+    db: Database, settings: Settings, *, tenant_id: uuid.UUID, event_id: uuid.UUID
 ) -> int:
-    """Email the event's notifications not yet emailed (at least once: a crash between
-    sending and marking may send one twice, never zero times)."""
-    async with session.begin():
+    """Email the event's notifications not yet emailed, in the event's tenant (at least
+    once: a crash between sending and marking may send one twice, never zero times)."""
+    async with db.transaction(tenant_id) as session:
         rows = (
             await session.execute(
                 select(Notification, User.email)
@@ -108,7 +116,8 @@ async def send_pending_emails(
         await aiosmtplib.send(
             message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10
         )
-        async with session.begin():
+        # One transaction per mail sent: a later failure leaves the earlier ones marked.
+        async with db.transaction(tenant_id) as session:
             await session.execute(
                 update(Notification)
                 .where(Notification.id == notification.id)
@@ -118,24 +127,24 @@ async def send_pending_emails(
 
 
 async def list_notifications(
-    session: AsyncSession, caller: Caller, *, unread_only: bool, limit: int, cursor: str | None
+    db: Database, caller: Caller, *, unread_only: bool, limit: int, cursor: str | None
 ) -> Page[Notification]:
-    query = select(Notification).where(Notification.user_id == caller.user_id)
+    """The caller's notifications, newest first (only unread ones if `unread_only`)."""
+    query = select(Notification).where(permissions.own_notifications(caller))
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
     query = after_cursor(query, Notification.created_at, Notification.id, cursor)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         rows = list((await session.scalars(query.limit(limit + 1))).all())
     return page_of(rows, limit, lambda n: (n.created_at, n.id))
 
 
-async def mark_read(
-    session: AsyncSession, caller: Caller, notification_id: uuid.UUID
-) -> Notification:
-    async with session.begin():
+async def mark_read(db: Database, caller: Caller, notification_id: uuid.UUID) -> Notification:
+    """Mark one of the caller's notifications read (once: a second call keeps the first time)."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         notification = await session.scalar(
             select(Notification).where(
-                Notification.id == notification_id, Notification.user_id == caller.user_id
+                Notification.id == notification_id, permissions.own_notifications(caller)
             )
         )
         if notification is None:
