@@ -59,19 +59,6 @@ def _apply_tenant_context(session: Session, _transaction: object, connection: ob
     )
 
 
-def set_session_tenant(
-    session: AsyncSession, tenant_id: uuid.UUID | None, user_id: uuid.UUID | None = None
-) -> None:
-    """Scope the session's next transactions to a tenant (and acting user).
-
-    Takes effect at the next BEGIN; services call it before their first query.
-    """
-    if session.in_transaction():
-        raise RuntimeError("set the tenant before the transaction starts")
-    session.info["tenant_id"] = tenant_id
-    session.info["user_id"] = user_id
-
-
 def asyncpg_dsn(url: str) -> str:
     """The asyncpg DSN of a SQLAlchemy database URL (`postgresql+asyncpg://…` → `postgresql://…`),
     password kept: for connections and pools opened with asyncpg directly."""
