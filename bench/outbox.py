@@ -17,7 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aioboto3  # noqa: E402
 import asyncpg  # noqa: E402
 
 from app.events.envelope import Envelope  # noqa: E402
@@ -102,7 +101,7 @@ async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
         f"{settings.outbox_batch_size}: {db_rate:,.0f} events/s"
     )
 
-    async with aioboto3.Session().client("sqs", **aws.client_kwargs(settings)) as sqs:
+    async with aws.client(settings, "sqs") as sqs:
         # (b) raw SQS batch sends vs the relay into the same kind of queue, drained meanwhile
         url = await new_queue(sqs)
         stop = asyncio.Event()

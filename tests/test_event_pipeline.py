@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import aioboto3
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 async def sqs(settings):
-    async with aioboto3.Session().client("sqs", **aws.client_kwargs(settings)) as client:
+    async with aws.client(settings, "sqs") as client:
         yield client
 
 

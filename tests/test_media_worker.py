@@ -1,7 +1,6 @@
 import json
 import uuid
 
-import aioboto3
 import pytest
 from prometheus_client import REGISTRY
 
@@ -16,10 +15,9 @@ from workers.runtime import Shutdown, SqsConsumer
 
 @pytest.fixture
 async def clients(settings):
-    session = aioboto3.Session()
     async with (
-        session.client("s3", **aws.client_kwargs(settings)) as s3,
-        session.client("sqs", **aws.client_kwargs(settings)) as sqs,
+        aws.client(settings, "s3") as s3,
+        aws.client(settings, "sqs") as sqs,
     ):
         yield s3, sqs
 

@@ -71,7 +71,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     shutdown = Shutdown()
     shutdown.install()
     db = Database.from_settings(settings, application_name="courtside-media")
-    async with aws.session().client("s3", **aws.client_kwargs(settings)) as s3:
+    async with aws.client(settings, "s3") as s3:
         consumer = SqsConsumer(
             settings,
             name=CONSUMER,

@@ -209,9 +209,8 @@ async def run(settings: Settings) -> None:
         "notifications": settings.sqs_notifications_queue_url,
         "media": settings.sqs_media_queue_url,
     }
-    session = aws.session()
     try:
-        async with session.client("sqs", **aws.client_kwargs(settings)) as sqs:
+        async with aws.client(settings, "sqs") as sqs:
             relay = OutboxRelay(settings, Publisher(sqs, queue_urls), pool)
 
             async def healthy() -> bool:

@@ -180,8 +180,7 @@ class SqsConsumer:
         self.stop_when_idle = stop_when_idle
 
     async def run(self) -> None:
-        session = aws.session()
-        async with session.client("sqs", **aws.client_kwargs(self.settings)) as sqs:
+        async with aws.client(self.settings, "sqs") as sqs:
             self._sqs = sqs
             while not self.shutdown.requested:
                 free = self.settings.worker_concurrency - len(self.in_flight)

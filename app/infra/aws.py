@@ -1,9 +1,11 @@
-"""aioboto3 clients configured by settings alone: real AWS, or moto via AWS_ENDPOINT_URL."""
+"""AWS clients configured by settings alone: real AWS, or moto via AWS_ENDPOINT_URL."""
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import aioboto3
+from aiobotocore.session import get_session
 
 from app.infra.settings import Settings
 
@@ -11,7 +13,7 @@ QUEUE_NAMES = ("notifications", "media")
 DLQ_MAX_RECEIVES = 5
 
 
-def client_kwargs(settings: Settings) -> dict[str, Any]:
+def _client_kwargs(settings: Settings) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"region_name": settings.aws_region}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
@@ -21,8 +23,14 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def session() -> aioboto3.Session:
-    return aioboto3.Session()
+@asynccontextmanager
+async def client(settings: Settings, service: str) -> AsyncIterator[Any]:
+    """An aiobotocore client for `service` ("s3", "sqs"), closed when the block ends.
+
+    Without explicit keys the default credential chain applies (on EKS: the pod's IRSA role).
+    """
+    async with get_session().create_client(service, **_client_kwargs(settings)) as aws_client:
+        yield aws_client
 
 
 async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dict[str, str]:
@@ -32,13 +40,12 @@ async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dic
     production creates these with infrastructure code.
     """
     urls: dict[str, str] = {}
-    s = session()
-    async with s.client("s3", **client_kwargs(settings)) as s3:
+    async with client(settings, "s3") as s3:
         try:
             await s3.create_bucket(Bucket=settings.s3_bucket)
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
-    async with s.client("sqs", **client_kwargs(settings)) as sqs:
+    async with client(settings, "sqs") as sqs:
         for name in QUEUE_NAMES:
             dlq = await sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")
             dlq_arn = (

@@ -539,7 +539,7 @@ class TenantReconciler:
 
     async def _purge_objects(self, tenant_id: uuid.UUID) -> int:
         deleted = 0
-        async with aws.session().client("s3", **aws.client_kwargs(self.settings)) as s3:
+        async with aws.client(self.settings, "s3") as s3:
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(
                 Bucket=self.settings.s3_bucket, Prefix=f"tenants/{tenant_id}/"

@@ -226,14 +226,12 @@ async def test_retain_deletion_keeps_data_and_disables_the_role(reconciler, stor
 async def test_delete_deletion_purges_rows_objects_and_role(
     reconciler, store, superuser_conn, settings
 ):
-    import aioboto3
-
     from app.infra import aws
 
     spec = make_spec(deletionPolicy="Delete")
     await reconciler.reconcile(spec, store)
     tenant_id = tenant_id_for_slug(spec.slug)
-    async with aioboto3.Session().client("s3", **aws.client_kwargs(settings)) as s3:
+    async with aws.client(settings, "s3") as s3:
         for i in range(3):
             await s3.put_object(
                 Bucket=settings.s3_bucket, Key=f"tenants/{tenant_id}/{i}", Body=b"x"
