@@ -1,53 +1,33 @@
-"""Media worker: `media.process` jobs. Checks the uploaded object in S3 and records what it
-found on the media asset (size, content type, ready/failed), once per event, in the
-tenant of the outbox row the message points at and for the asset that row's payload names
-(workers/runtime.py refuses messages no row vouches for).
+"""Media worker: adapts `media.process` jobs to `app.media.service.process_asset`, which
+checks the uploaded object in S3 and records what it found on the media asset. Each job is
+applied once per event (processed_events), in the tenant of the outbox row the message
+points at and for the asset that row's payload names (workers/runtime.py refuses messages
+no row vouches for).
 
-Transcoding with ffmpeg belongs to the media-upload feature, which will extend
-`process_asset`; the queueing, idempotency, scaling and shutdown behaviour are already
-the ones that work will run on.
+Runs as a long-lived consumer, or with `--once` as a KEDA job that exits when the queue is
+empty.
 """
 
 import uuid
 from typing import Any
 
 import structlog
-from botocore.exceptions import ClientError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.envelope import Envelope
 from app.infra import aws
 from app.infra.db import Database
 from app.infra.settings import Settings
-from app.media.models import MediaAsset
+from app.media.service import process_asset
 from workers.runtime import Event, Rejected, Shutdown, SqsConsumer, apply_once, serve_health
 
 log = structlog.get_logger(__name__)
 CONSUMER = "media"
 
 
-async def process_asset(session: AsyncSession, s3: Any, bucket: str, media_id: uuid.UUID) -> str:
-    """Inspect the asset's object; returns the status recorded."""
-    asset = await session.scalar(
-        select(MediaAsset).where(MediaAsset.id == media_id).with_for_update()
-    )
-    if asset is None:
-        raise LookupError(f"media asset {media_id} not found in its tenant")
-    try:
-        head = await s3.head_object(Bucket=bucket, Key=asset.s3_key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-            raise
-        asset.status = "failed"
-        return asset.status
-    asset.size_bytes = int(head["ContentLength"])
-    asset.content_type = head.get("ContentType") or asset.content_type
-    asset.status = "ready"
-    return asset.status
-
-
 class MediaHandler:
+    """Runs one `media.process` message: checks it, then processes its asset once."""
+
     def __init__(self, settings: Settings, db: Database, s3: Any) -> None:
         self.settings = settings
         self.db = db
