@@ -21,11 +21,11 @@ import asyncpg  # noqa: E402
 
 from app.events.envelope import Envelope  # noqa: E402
 from app.infra import aws
-from app.infra.db import Database  # noqa: E402
+from app.infra.db import Database, asyncpg_dsn  # noqa: E402
 from app.infra.settings import Settings  # noqa: E402
 from bench.common import Stack  # noqa: E402
 from courtside.local import devstack  # noqa: E402
-from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn  # noqa: E402
+from workers.outbox_relay import OutboxRelay, Publisher  # noqa: E402
 from workers.runtime import Event, Shutdown, apply_once  # noqa: E402
 
 DB_EVENTS, SQS_EVENTS, LAG_RATE, LAG_SECONDS = 20_000, 1_500, 100, 10
@@ -88,7 +88,9 @@ async def new_queue(sqs) -> str:  # noqa: ANN001
 
 async def main_async(stack: Stack, tenant: uuid.UUID) -> None:
     settings = stack.settings.model_copy(update={"outbox_batch_size": 500})
-    pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.relay_database_url), min_size=1, max_size=4
+    )
 
     # (a) database side
     await insert_events(stack.superuser_dsn, tenant, DB_EVENTS)

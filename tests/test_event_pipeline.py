@@ -15,12 +15,13 @@ from prometheus_client import REGISTRY
 from app.events.envelope import Envelope
 from app.events.outbox import add_event
 from app.infra import aws
-from app.infra.db import TENANT_CONTEXT_SQL
+from app.infra.db import TENANT_CONTEXT_SQL, asyncpg_dsn
 from app.notifications.service import MESSAGES
 from courtside.local.devstack import free_port
 from tests.factories import create_club, create_post, register_tenant
+from tests.relay_paused_after_publish import PAUSED
 from workers.notifications import CONSUMER, NotificationsHandler
-from workers.outbox_relay import OutboxRelay, Publisher, relay_dsn
+from workers.outbox_relay import OutboxRelay, Publisher
 from workers.runtime import Shutdown, SqsConsumer
 
 pytestmark = pytest.mark.timeout(180)
@@ -62,7 +63,9 @@ async def empty_outbox(superuser_conn):
 
 @pytest.fixture
 async def relay_pool(settings):
-    pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.relay_database_url), min_size=1, max_size=4
+    )
     yield pool
     await pool.close()
 
@@ -254,20 +257,19 @@ async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_
     env = {
         **os.environ,
         **services.env,
-        "COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH": "1",
         "SQS_NOTIFICATIONS_QUEUE_URL": pipeline_settings.sqs_notifications_queue_url,
         "METRICS_PORT": str(free_port()),
         "LOG_LEVEL": "WARNING",
     }
     relay_process = subprocess.Popen(
-        [sys.executable, "-m", "courtside.cli", "worker", "outbox-relay"],
+        [sys.executable, "-m", "tests.relay_paused_after_publish"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         line = await asyncio.wait_for(asyncio.to_thread(relay_process.stdout.readline), 60)
-        assert "published, pausing before commit" in line
+        assert PAUSED in line
     finally:
         relay_process.send_signal(signal.SIGKILL)
         relay_process.wait()
@@ -321,7 +323,8 @@ async def test_two_relays_in_parallel_publish_every_event_once(
     expected = {str(e.id) for e in events}
     settings = pipeline_settings.model_copy(update={"outbox_batch_size": 10})
     pools = [
-        await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=2) for _ in range(2)
+        await asyncpg.create_pool(asyncpg_dsn(settings.relay_database_url), min_size=1, max_size=2)
+        for _ in range(2)
     ]
     try:
         publisher = Publisher(sqs, {"notifications": settings.sqs_notifications_queue_url})

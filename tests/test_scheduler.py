@@ -1,13 +1,13 @@
 import asyncpg
 import pytest
 
-from workers.outbox_relay import relay_dsn
+from app.infra.db import asyncpg_dsn
 from workers.scheduler import JOBS, run_job_once
 
 
 @pytest.fixture
 async def relay_conn(settings):
-    conn = await asyncpg.connect(relay_dsn(settings))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.relay_database_url))
     yield conn
     await conn.close()
 

@@ -22,7 +22,6 @@ Wakes on LISTEN outbox_events (a trigger NOTIFYs on insert), with polling as a f
 """
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +29,10 @@ from typing import Any
 import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge
-from sqlalchemy.engine import make_url
 
 from app.events.envelope import Envelope
 from app.infra import aws
+from app.infra.db import asyncpg_dsn
 from app.infra.settings import Settings
 from workers.runtime import Shutdown, serve_health
 
@@ -70,12 +69,12 @@ _BACKLOG = (
 )
 
 
-def relay_dsn(settings: Settings) -> str:
-    return (
-        make_url(settings.relay_database_url)
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+def queue_urls(settings: Settings) -> dict[str, str]:
+    """The SQS queue of each queue name `settings.event_routes` routes events to."""
+    return {
+        "notifications": settings.sqs_notifications_queue_url,
+        "media": settings.sqs_media_queue_url,
+    }
 
 
 class Publisher:
@@ -104,14 +103,6 @@ class Publisher:
             failed |= {chunk[int(f["Id"])][0] for f in result.get("Failed", [])}
             PUBLISHED.labels(queue).inc(len(chunk) - len(result.get("Failed", [])))
         return failed
-
-
-async def _crash_point_for_tests() -> None:
-    """Test hook (COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH=1): after publishing and before the
-    commit, stop here so a test can SIGKILL the process at exactly this point."""
-    if os.environ.get("COURTSIDE_RELAY_PAUSE_AFTER_PUBLISH") == "1":
-        print("relay: published, pausing before commit", flush=True)
-        await asyncio.sleep(3600)
 
 
 @dataclass
@@ -145,7 +136,6 @@ class OutboxRelay:
             failed: set[str] = set()
             for queue, events in by_queue.items():
                 failed |= await self.publisher.publish(queue, events)
-            await _crash_point_for_tests()
             sent = [row["id"] for row in rows if str(row["id"]) not in failed]
             if sent:
                 await conn.execute(_MARK_SENT, sent)
@@ -175,7 +165,7 @@ class OutboxRelay:
 
     async def run_forever(self, shutdown: Shutdown) -> None:
         """Relay whenever events commit (LISTEN) or every poll interval, until shutdown."""
-        listener = await asyncpg.connect(relay_dsn(self.settings))
+        listener = await asyncpg.connect(asyncpg_dsn(self.settings.relay_database_url))
         wake = asyncio.Event()
         await listener.add_listener("outbox_events", lambda *_: wake.set())
         stopping = asyncio.ensure_future(shutdown.event.wait())
@@ -204,14 +194,12 @@ async def run(settings: Settings) -> None:
     """`courtside worker outbox-relay`."""
     shutdown = Shutdown()
     shutdown.install()
-    pool = await asyncpg.create_pool(relay_dsn(settings), min_size=1, max_size=4)
-    queue_urls = {
-        "notifications": settings.sqs_notifications_queue_url,
-        "media": settings.sqs_media_queue_url,
-    }
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(settings.relay_database_url), min_size=1, max_size=4
+    )
     try:
         async with aws.client(settings, "sqs") as sqs:
-            relay = OutboxRelay(settings, Publisher(sqs, queue_urls), pool)
+            relay = OutboxRelay(settings, Publisher(sqs, queue_urls(settings)), pool)
 
             async def healthy() -> bool:
                 return time.monotonic() - relay.last_loop < max(

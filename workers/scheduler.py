@@ -1,8 +1,9 @@
 """Scheduler: periodic jobs, each run by one replica at a time.
 
 A job runs only while its runner holds a PostgreSQL advisory lock (pg_try_advisory_lock on
-the job's key), so any number of scheduler replicas may run. Later features add jobs to
-JOBS (abandoned multipart uploads, session reminders).
+the job's key), so any number of scheduler replicas may run. Jobs run on one connection as
+the relay role, which sees every tenant's outbox. Later features add jobs to JOBS
+(abandoned multipart uploads, session reminders).
 """
 
 import hashlib
@@ -14,8 +15,8 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
+from app.infra.db import asyncpg_dsn
 from app.infra.settings import Settings
-from workers.outbox_relay import relay_dsn
 from workers.runtime import Shutdown, serve_health
 
 log = structlog.get_logger(__name__)
@@ -69,7 +70,7 @@ async def run(settings: Settings) -> None:
     """`courtside worker scheduler`."""
     shutdown = Shutdown()
     shutdown.install()
-    conn = await asyncpg.connect(relay_dsn(settings))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.relay_database_url))
     next_run = {job.name: 0.0 for job in JOBS}
     last_tick = time.monotonic()
 
