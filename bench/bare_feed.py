@@ -9,13 +9,12 @@ from contextlib import asynccontextmanager
 import asyncpg
 import orjson
 import uvicorn
-from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.infra.db import TENANT_CONTEXT_SQL, keep_session
+from app.infra.db import TENANT_CONTEXT_SQL, asyncpg_dsn, keep_session
 from app.posts.service import _SPACE_FEED
 
 pool: asyncpg.Pool
@@ -24,11 +23,7 @@ pool: asyncpg.Pool
 @asynccontextmanager
 async def lifespan(_: Starlette) -> AsyncIterator[None]:
     global pool
-    dsn = (
-        make_url(os.environ["DATABASE_URL"])
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
-    )
+    dsn = asyncpg_dsn(os.environ["DATABASE_URL"])
 
     async def init(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(
