@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from app.infra.dbadmin import alembic_config, drop_database
 from app.infra.settings import Settings
-from app.tenants.service import tenant_id_for_slug
+from app.tenants.provisioning import tenant_id_for_slug
 from tests.factories import (
     INVITATION_SUBJECT,
     Account,

@@ -1,17 +1,12 @@
+"""HTTP for a tenant, its invitations and members; who may do what is decided by the
+service (app/tenants/permissions.py)."""
+
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from app.auth.caller import Caller
-from app.deps import (
-    CallerDep,
-    MetaDep,
-    ResourcesDep,
-    SettingsDep,
-    TenantSessionDep,
-    require_roles,
-)
+from app.deps import CallerDep, DatabaseDep, MetaDep, ResourcesDep, SettingsDep
 from app.infra.schemas import PageOut
 from app.tenants import service
 from app.tenants.models import Role
@@ -19,15 +14,10 @@ from app.tenants.schemas import InvitationOut, InviteIn, MemberOut, RoleChangeIn
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
-AdminDep = Annotated[Caller, Depends(require_roles(Role.ADMIN))]
-StaffDep = Annotated[Caller, Depends(require_roles(Role.ADMIN, Role.COACH, Role.SCHEDULER))]
-
 
 @router.get("/{tenant_id}", response_model=TenantOut)
-async def get_tenant(
-    tenant_id: uuid.UUID, caller: CallerDep, session: TenantSessionDep
-) -> TenantOut:
-    return TenantOut.model_validate(await service.get_tenant(session, caller, tenant_id))
+async def get_tenant(tenant_id: uuid.UUID, caller: CallerDep, db: DatabaseDep) -> TenantOut:
+    return TenantOut.model_validate(await service.get_tenant(db, caller, tenant_id))
 
 
 @router.post(
@@ -36,14 +26,16 @@ async def get_tenant(
 async def invite(
     tenant_id: uuid.UUID,
     body: InviteIn,
-    caller: AdminDep,
-    session: TenantSessionDep,
+    caller: CallerDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     meta: MetaDep,
 ) -> InvitationOut:
     """Invite someone by email (ADMIN only). The single-use, expiring token is mailed to
     them and never returned here."""
-    sent = await service.invite(session, settings, caller, tenant_id, body.email, body.role, meta)
+    sent = await service.invite(
+        db, caller, tenant_id, body.email, body.role, meta, settings=settings
+    )
     return _invitation_out(sent)
 
 
@@ -54,14 +46,14 @@ async def invite(
 async def resend_invitation(
     tenant_id: uuid.UUID,
     invitation_id: uuid.UUID,
-    caller: AdminDep,
-    session: TenantSessionDep,
+    caller: CallerDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     meta: MetaDep,
 ) -> InvitationOut:
     """Mail an open invitation again with a new token (ADMIN only); the old token dies."""
     sent = await service.resend_invitation(
-        session, settings, caller, tenant_id, invitation_id, meta
+        db, caller, tenant_id, invitation_id, meta, settings=settings
     )
     return _invitation_out(sent)
 
@@ -80,12 +72,12 @@ def _invitation_out(sent: service.InvitationSent) -> InvitationOut:
 @router.get("/{tenant_id}/members", response_model=PageOut[MemberOut])
 async def list_members(
     tenant_id: uuid.UUID,
-    caller: StaffDep,
-    session: TenantSessionDep,
+    caller: CallerDep,
+    db: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> PageOut[MemberOut]:
-    page = await service.list_members(session, caller, tenant_id, limit=limit, cursor=cursor)
+    page = await service.list_members(db, caller, tenant_id, limit=limit, cursor=cursor)
     return PageOut[MemberOut](
         items=[MemberOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor
     )
@@ -96,15 +88,17 @@ async def change_role(
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     body: RoleChangeIn,
-    caller: AdminDep,
-    session: TenantSessionDep,
+    caller: CallerDep,
+    db: DatabaseDep,
     resources: ResourcesDep,
     meta: MetaDep,
 ) -> MemberOut:
     """Change a member's role (ADMIN only; the last ADMIN cannot be demoted). The member's
     sessions end: they sign in again under the new role."""
-    member = await service.change_role(session, caller, tenant_id, user_id, body.role, meta)
-    resources.member_sessions.forget(tenant_id, user_id)  # other replicas: within seconds
+    member = await service.change_role(db, caller, tenant_id, user_id, body.role, meta)
+    # This process's cache of the member's sessions; other replicas notice within
+    # MEMBERSHIP_CACHE_SECONDS.
+    resources.member_sessions.forget(tenant_id, user_id)
     return MemberOut.model_validate(member)
 
 
@@ -112,13 +106,13 @@ async def change_role(
 async def remove_member(
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
-    caller: AdminDep,
-    session: TenantSessionDep,
+    caller: CallerDep,
+    db: DatabaseDep,
     resources: ResourcesDep,
     meta: MetaDep,
 ) -> Response:
     """Remove a member (ADMIN only; the last ADMIN cannot be removed). Their sessions end
     and their access tokens stop working within MEMBERSHIP_CACHE_SECONDS."""
-    await service.remove_member(session, caller, tenant_id, user_id, meta)
+    await service.remove_member(db, caller, tenant_id, user_id, meta)
     resources.member_sessions.forget(tenant_id, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

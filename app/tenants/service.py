@@ -1,4 +1,9 @@
-"""Tenant details, invitations, members and their roles."""
+"""Tenant details, invitations, members and their roles.
+
+Each public function is one unit of work for a signed-in caller: it checks the caller's
+role (`app/tenants/permissions.py`) first, then opens its own transaction in the caller's
+tenant (docs/architecture.md, "The service contract").
+"""
 
 import uuid
 from dataclasses import dataclass
@@ -12,6 +17,7 @@ from app.auth import emails
 from app.auth.caller import Caller
 from app.auth.models import RefreshToken, User
 from app.auth.security import OpaqueToken
+from app.infra.db import Database
 from app.infra.errors import Conflict, Gone, NotFound
 from app.infra.mail import deliver
 from app.infra.pagination import Page, after_cursor, page_of
@@ -19,6 +25,7 @@ from app.infra.request_meta import RequestMeta
 from app.infra.settings import Settings
 from app.spaces.models import SpaceMember
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
+from app.tenants.permissions import require_admin, require_own_tenant, require_staff
 
 
 @dataclass(frozen=True)
@@ -31,24 +38,10 @@ class Member:
     membership_id: uuid.UUID
 
 
-# Tenants onboarded by manifest (and the demo tenant) get ids derived from their slug, so
-# the operator, the seed and the API agree on a tenant's id without a lookup across tenants.
-TENANT_ID_NAMESPACE = uuid.UUID("6f1d9a52-8a4e-4d65-9b0e-0c6c3e3c7a11")
-
-
-def tenant_id_for_slug(slug: str) -> uuid.UUID:
-    return uuid.uuid5(TENANT_ID_NAMESPACE, slug)
-
-
-def _same_tenant(caller: Caller, tenant_id: uuid.UUID) -> None:
-    # Another tenant's id is "not found", never "forbidden": ids don't leak across tenants.
-    if tenant_id != caller.tenant_id:
-        raise NotFound("Tenant not found.")
-
-
-async def get_tenant(session: AsyncSession, caller: Caller, tenant_id: uuid.UUID) -> Tenant:
-    _same_tenant(caller, tenant_id)
-    async with session.begin():
+async def get_tenant(db: Database, caller: Caller, tenant_id: uuid.UUID) -> Tenant:
+    """The caller's own tenant (any member may read it)."""
+    require_own_tenant(caller, tenant_id)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
         raise NotFound("Tenant not found.")
@@ -63,21 +56,23 @@ class InvitationSent:
 
 
 async def invite(
-    session: AsyncSession,
-    settings: Settings,
+    db: Database,
     caller: Caller,
     tenant_id: uuid.UUID,
     email: str,
     role: Role,
     meta: RequestMeta | None,
+    *,
+    settings: Settings,
 ) -> InvitationSent:
     """Create a single-use, expiring invitation and mail its token to the invitee, after
-    the commit. The token goes nowhere else: not to the inviting admin (who could use it
-    to act as the invitee) and not into any table (only its HMAC is stored)."""
-    _same_tenant(caller, tenant_id)
+    the commit (ADMIN only). The token goes nowhere else: not to the inviting admin (who
+    could use it to act as the invitee) and not into any table (only its HMAC is stored)."""
+    require_admin(caller)
+    require_own_tenant(caller, tenant_id)
     email = email.lower()
     token = OpaqueToken.new(tenant_id)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         already = await session.scalar(
             select(TenantMembership.id)
             .join(User, User.id == TenantMembership.user_id)
@@ -110,18 +105,20 @@ async def invite(
 
 
 async def resend_invitation(
-    session: AsyncSession,
-    settings: Settings,
+    db: Database,
     caller: Caller,
     tenant_id: uuid.UUID,
     invitation_id: uuid.UUID,
     meta: RequestMeta | None,
+    *,
+    settings: Settings,
 ) -> InvitationSent:
     """Mail an open invitation again with a new token (the old one stops working) and a
-    new expiry: for a mail that was lost or never sent."""
-    _same_tenant(caller, tenant_id)
+    new expiry, for a mail that was lost or never sent (ADMIN only)."""
+    require_admin(caller)
+    require_own_tenant(caller, tenant_id)
     token = OpaqueToken.new(tenant_id)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         invitation = await session.scalar(
             select(Invitation).where(Invitation.id == invitation_id).with_for_update()
         )
@@ -149,16 +146,18 @@ async def resend_invitation(
 
 
 async def list_members(
-    session: AsyncSession, caller: Caller, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
+    db: Database, caller: Caller, tenant_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> Page[Member]:
-    _same_tenant(caller, tenant_id)
+    """The tenant's members, oldest first, a page at a time (staff only, not athletes)."""
+    require_staff(caller)
+    require_own_tenant(caller, tenant_id)
     query = after_cursor(
         select(TenantMembership, User).join(User, User.id == TenantMembership.user_id),
         TenantMembership.created_at,
         TenantMembership.id,
         cursor,
     ).limit(limit + 1)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         rows = (await session.execute(query)).all()
     members = [Member(u.id, u.name, u.email, m.role, m.created_at, m.id) for m, u in rows]
     return page_of(members, limit, lambda m: (m.joined_at, m.membership_id))
@@ -201,17 +200,18 @@ async def _end_sessions(session: AsyncSession, tenant_id: uuid.UUID, user_id: uu
 
 
 async def change_role(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     role: Role,
     meta: RequestMeta | None,
 ) -> Member:
-    """Give a member another role (never taking the last ADMIN's). The member's sessions
-    end, so they sign in again under the new role."""
-    _same_tenant(caller, tenant_id)
-    async with session.begin():
+    """Give a member another role (ADMIN only; never taking the last ADMIN's). The
+    member's sessions end, so they sign in again under the new role."""
+    require_admin(caller)
+    require_own_tenant(caller, tenant_id)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         admins = await _lock_admins(session, tenant_id) if role != Role.ADMIN else set()
         row = (
             await session.execute(
@@ -243,16 +243,17 @@ async def change_role(
 
 
 async def remove_member(
-    session: AsyncSession,
+    db: Database,
     caller: Caller,
     tenant_id: uuid.UUID,
     user_id: uuid.UUID,
     meta: RequestMeta | None,
 ) -> None:
-    """Remove someone from the organisation (never the last ADMIN): their membership and
-    space memberships go, and their sessions end at once."""
-    _same_tenant(caller, tenant_id)
-    async with session.begin():
+    """Remove someone from the organisation (ADMIN only; never the last ADMIN): their
+    membership and space memberships go, and their sessions end at once."""
+    require_admin(caller)
+    require_own_tenant(caller, tenant_id)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         admins = await _lock_admins(session, tenant_id)
         membership = await session.scalar(
             select(TenantMembership)

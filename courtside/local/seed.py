@@ -15,7 +15,7 @@ from app.auth.service import find_user_by_email
 from app.infra.db import Database
 from app.infra.settings import Settings
 from app.tenants.models import Role, Tenant, TenantMembership
-from app.tenants.service import tenant_id_for_slug
+from app.tenants.provisioning import tenant_id_for_slug
 
 DEMO_SLUG = "demo-academy"
 DEMO_NAME = "Demo Academy"

@@ -1,6 +1,10 @@
 """Plain async reconcile functions: a TenantSpec in, the platform made to match, a status
 out. kopf handlers (handlers.py) and `courtside tenants apply` (cli.py) both call these.
 
+The tenant's row, its first ADMIN's invitation and its usage go through the app's
+provisioning service (app/tenants/provisioning.py), in the tenant's transaction; the
+database role, its pin and the Secret are the operator's own (DDL as the owner role).
+
 Each step first reads the live state and acts only on a difference, so applying the same
 manifest again does nothing, and an operator restart repeats no work.
 """
@@ -8,25 +12,18 @@ manifest again does nothing, and an operator restart repeats no work.
 import secrets as token_source
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
-from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 
-from app.auth import emails
-from app.auth.models import User
-from app.auth.security import OpaqueToken
 from app.infra import aws
 from app.infra.db import Database, asyncpg_dsn
-from app.infra.mail import deliver
 from app.infra.settings import Settings
-from app.media.models import MediaAsset
-from app.tenants.models import Invitation, Role, Tenant, TenantMembership
-from app.tenants.service import tenant_id_for_slug
+from app.tenants import provisioning
+from app.tenants.provisioning import AdminInvitationState, tenant_id_for_slug
 from courtside_operator.secrets import SecretConflict, SecretStore
 from courtside_operator.spec import TenantSpec
 
@@ -195,45 +192,25 @@ class TenantReconciler:
         return outcome
 
     async def _tenant_row(self, spec: TenantSpec, tenant_id: uuid.UUID, outcome: Outcome) -> None:
-        wanted = {
-            "name": spec.display_name,
-            "suspended": spec.suspended,
-            "rate_limits": spec.rate_limits.as_policy(),
-            "max_upload_bytes": spec.storage.max_upload_bytes,
-            "storage_quota_bytes": spec.storage.quota_bytes,
-        }
+        wanted = provisioning.ManagedTenant(
+            slug=spec.slug,
+            name=spec.display_name,
+            suspended=spec.suspended,
+            rate_limits=spec.rate_limits.as_policy(),
+            max_upload_bytes=spec.storage.max_upload_bytes,
+            storage_quota_bytes=spec.storage.quota_bytes,
+        )
         try:
-            async with self.db.transaction(tenant_id) as session:
-                tenant = await session.get(Tenant, tenant_id, with_for_update=True)
-                if tenant is None:
-                    session.add(Tenant(id=tenant_id, slug=spec.slug, managed=True, **wanted))
-                    await session.flush()
-                    outcome.actions.append("tenant row created")
-                    return
-                if tenant.slug != spec.slug:
-                    raise Refused(
-                        "SlugConflict", f"tenant {tenant_id} has slug {tenant.slug!r}, not ours"
-                    )
-                if not tenant.managed:
-                    # Only the seed and earlier operators made rows with a slug-derived id
-                    # (registration's ids are random, uuid4): this row is ours to manage.
-                    tenant.managed = True
-                    await session.flush()
-                    outcome.actions.append("tenant row marked managed")
-                changed = [key for key, value in wanted.items() if getattr(tenant, key) != value]
-                for key in changed:
-                    setattr(tenant, key, wanted[key])
-                if changed:
-                    outcome.actions.append(f"tenant row updated: {', '.join(changed)}")
-                    outcome.drift += [f"tenant.{key}" for key in changed]
-        except IntegrityError as exc:
-            if "uq_tenants_slug_managed" not in str(exc.orig):
-                raise
-            raise Refused(
-                "SlugConflict",
-                f"another managed tenant already has slug {spec.slug!r} (under another id); "
-                "not taken over",
-            ) from exc
+            changes = await provisioning.ensure_tenant(self.db, tenant_id, wanted)
+        except provisioning.SlugConflict as exc:
+            raise Refused("SlugConflict", exc.detail) from exc
+        if changes.created:
+            outcome.actions.append("tenant row created")
+        if changes.marked_managed:
+            outcome.actions.append("tenant row marked managed")
+        if changes.updated:
+            outcome.actions.append(f"tenant row updated: {', '.join(changes.updated)}")
+            outcome.drift += [f"tenant.{key}" for key in changes.updated]
 
     async def _role(
         self,
@@ -422,52 +399,20 @@ class TenantReconciler:
         def invited(ok: bool, reason: str, message: str) -> dict[str, Any]:
             return condition(ADMIN_INVITED, ok, reason, message, previous, generation)
 
-        token = OpaqueToken.new(tenant_id)
-        now = datetime.now(UTC)
-        expires_at = now + timedelta(seconds=self.settings.invitation_ttl_seconds)
-        async with self.db.transaction(tenant_id) as session:
-            member = await session.scalar(
-                select(TenantMembership.id)
-                .join(User, User.id == TenantMembership.user_id)
-                .where(User.email == email)
-            )
-            if member is not None:
-                return invited(True, "AdminIsMember", f"{email} is a member")
-            invitation = await session.scalar(
-                select(Invitation)
-                .where(
-                    Invitation.email == email,
-                    Invitation.role == Role.ADMIN,
-                    Invitation.accepted_at.is_(None),
-                )
-                .order_by(Invitation.created_at.desc())
-                .limit(1)
-                .with_for_update()
-            )
-            if invitation is None:
-                session.add(
-                    Invitation(
-                        tenant_id=tenant_id,
-                        email=email,
-                        role=Role.ADMIN,
-                        token_hash=token.digest(self.settings),
-                        expires_at=expires_at,
-                    )
-                )
-                action = f"admin {email} invited"
-            elif invitation.expires_at > now and _mailed(previous):
-                return invited(True, "InvitationSent", _sent_message(email, invitation.expires_at))
-            else:
-                # As resend_invitation does: the token that wasn't delivered (or expired)
-                # stops working.
-                expired = invitation.expires_at <= now
-                invitation.token_hash = token.digest(self.settings)
-                invitation.expires_at = expires_at
-                action = f"admin {email} invitation renewed" + (" (expired)" if expired else "")
-        outcome.actions.append(action)
-        # After the commit, as the API does: a mailed token always has its row.
-        mail = emails.invitation(self.settings, email, spec.display_name, Role.ADMIN, token.value)
-        if not await deliver(self.settings, mail):
+        invitation = await provisioning.invite_first_admin(
+            self.db, tenant_id, email, last_mail_sent=_mailed(previous), settings=self.settings
+        )
+        if invitation.state == AdminInvitationState.MEMBER:
+            return invited(True, "AdminIsMember", f"{email} is a member")
+        assert invitation.expires_at is not None  # every state but MEMBER has one
+        if invitation.state == AdminInvitationState.OPEN:
+            return invited(True, "InvitationSent", _sent_message(email, invitation.expires_at))
+        if invitation.state == AdminInvitationState.CREATED:
+            outcome.actions.append(f"admin {email} invited")
+        else:
+            expired = " (expired)" if invitation.was_expired else ""
+            outcome.actions.append(f"admin {email} invitation renewed{expired}")
+        if not invitation.email_sent:
             return invited(
                 False,
                 "MailNotSent",
@@ -476,15 +421,11 @@ class TenantReconciler:
                 f"{self.settings.operator_resync_seconds:g} s)",
             )
         outcome.actions.append(f"invitation mailed to {email}")
-        return invited(True, "InvitationSent", _sent_message(email, expires_at))
+        return invited(True, "InvitationSent", _sent_message(email, invitation.expires_at))
 
     async def _usage(self, tenant_id: uuid.UUID) -> dict[str, int]:
-        async with self.db.transaction(tenant_id) as session:
-            members = await session.scalar(select(func.count()).select_from(TenantMembership))
-            storage = await session.scalar(
-                select(func.coalesce(func.sum(MediaAsset.size_bytes), 0))
-            )
-        return {"members": int(members or 0), "storageBytes": int(storage or 0)}
+        usage = await provisioning.usage(self.db, tenant_id)
+        return {"members": usage.members, "storageBytes": usage.storage_bytes}
 
     async def finalize(
         self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None = None
@@ -505,18 +446,13 @@ class TenantReconciler:
                 if role is not None:
                     await _ddl(conn, "ALTER ROLE %I WITH NOLOGIN", role)
                     actions.append(f"role {role} disabled")
-                async with self.db.transaction(tenant_id) as session:
-                    tenant = await session.get(Tenant, tenant_id)
-                    if tenant is not None and not tenant.suspended:
-                        tenant.suspended = True
-                        actions.append("tenant suspended (data retained)")
+                if await provisioning.suspend_tenant(self.db, tenant_id):
+                    actions.append("tenant suspended (data retained)")
                 return actions
             actions.append(f"{await self._purge_objects(tenant_id)} S3 objects deleted")
-            async with self.db.transaction(tenant_id) as session:
-                tenant = await session.get(Tenant, tenant_id)
-                if tenant is not None:
-                    await session.delete(tenant)  # every tenant table cascades from it
-                    actions.append("tenant rows purged")
+            # Every tenant table cascades from the tenant's row.
+            if await provisioning.delete_tenant(self.db, tenant_id):
+                actions.append("tenant rows purged")
             if role is not None:
                 # Ends its sessions first: a role with live connections can't be dropped.
                 await conn.execute(

@@ -15,7 +15,7 @@ from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import KubernetesSecretStore
 
 from app.auth.security import OpaqueToken
-from app.tenants.service import tenant_id_for_slug
+from app.tenants.provisioning import tenant_id_for_slug
 from courtside.local.devstack import free_port
 from tests.factories import INVITATION_SUBJECT, mails_to, next_mail, token_in
 from tests.k8s_emulator import ClusterEmulator

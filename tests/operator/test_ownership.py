@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from app.infra.db import asyncpg_dsn
-from app.tenants.service import tenant_id_for_slug
+from app.tenants.provisioning import tenant_id_for_slug
 from tests.factories import SIGN_UP_SUBJECT, mails_to, next_mail, token_in, unique_email
 from tests.operator.conftest import make_spec
 from tests.operator.test_reconcile import conditions, role_dsn

@@ -7,7 +7,7 @@ import pytest
 from courtside_operator.reconcile import TenantReconciler
 from sqlalchemy.engine import make_url
 
-from app.tenants.service import tenant_id_for_slug
+from app.tenants.provisioning import tenant_id_for_slug
 from tests.factories import (
     INVITATION_SUBJECT,
     next_mail,
