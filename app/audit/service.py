@@ -1,4 +1,8 @@
-"""Audit trail: append-only rows for sensitive actions, and reading them back."""
+"""Audit trail: append-only rows for sensitive actions, and reading them back.
+
+`record` and `record_by` are steps: they add a row to a transaction another service opened,
+so it commits (or not) with the change it reports. `list_audit_logs` is a unit of work.
+"""
 
 import uuid
 from typing import Any
@@ -7,7 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.models import AuditLog
+from app.audit.permissions import require_admin
 from app.auth.caller import Caller
+from app.infra.db import Database
 from app.infra.pagination import Page, after_cursor, page_of
 from app.infra.request_meta import RequestMeta
 
@@ -23,7 +29,9 @@ def record(
     target_id: object | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """Add an audit row to the session's current transaction (it commits with the change)."""
+    """Add an audit row to the session's current transaction (it commits with the change).
+
+    A step: never begins or commits."""
     row = AuditLog(
         tenant_id=tenant_id,
         actor_user_id=actor_user_id,
@@ -48,7 +56,7 @@ def record_by(
     target_id: object,
     details: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """`record` for an action a signed-in caller took in their own tenant."""
+    """`record` for an action a signed-in caller took in their own tenant (a step too)."""
     return record(
         session,
         tenant_id=caller.tenant_id,
@@ -62,13 +70,15 @@ def record_by(
 
 
 async def list_audit_logs(
-    session: AsyncSession, *, limit: int, cursor: str | None, action: str | None = None
+    db: Database, caller: Caller, *, limit: int, cursor: str | None, action: str | None = None
 ) -> Page[AuditLog]:
-    """Newest first. RLS scopes the rows to the session's tenant."""
+    """The caller's tenant's audit trail, newest first, optionally one action only (ADMIN
+    only). RLS scopes the rows to the caller's tenant."""
+    require_admin(caller)
     query = select(AuditLog)
     if action:
         query = query.where(AuditLog.action == action)
     query = after_cursor(query, AuditLog.created_at, AuditLog.id, cursor)
-    async with session.begin():
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
         rows = list((await session.scalars(query.limit(limit + 1))).all())
     return page_of(rows, limit, lambda r: (r.created_at, r.id))
