@@ -18,7 +18,14 @@ from app.auth.schemas import (
     TokenPairOut,
     VerifyEmailIn,
 )
-from app.deps import MetaDep, ResourcesDep, current_caller, ip_rate_limit
+from app.deps import (
+    DatabaseDep,
+    MetaDep,
+    ResourcesDep,
+    SettingsDep,
+    current_caller,
+    ip_rate_limit,
+)
 from app.infra.errors import RateLimited
 from app.infra.mail import Mail, deliver
 from app.infra.ratelimit import Bucket, Limit
@@ -51,60 +58,84 @@ async def _mail_later(resources: Resources, background: BackgroundTasks, mail: M
 
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedOut)
 async def register(
-    body: RegisterIn, resources: ResourcesDep, background: BackgroundTasks
+    body: RegisterIn,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    background: BackgroundTasks,
 ) -> AcceptedOut:
     """Start creating an organisation (tenant) and its first ADMIN: a link to finish is
     mailed to the address. The answer is the same whether or not the address has an
     account (its owner is told by mail)."""
-    mail = await service.register(resources.db, resources.settings, body)
+    mail = await service.register(db, body, settings=settings)
     await _mail_later(resources, background, mail)
     return AcceptedOut(detail=SIGN_UP_SENT)
 
 
 @router.post("/register/verify", status_code=status.HTTP_201_CREATED, response_model=TokenPairOut)
-async def verify_email(body: VerifyEmailIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
+async def verify_email(
+    body: VerifyEmailIn, db: DatabaseDep, settings: SettingsDep, meta: MetaDep
+) -> TokenPairOut:
     """Finish signing up with the mailed token and a password; signs the new ADMIN in."""
-    pair = await service.verify_email(resources.db, resources.settings, body, meta)
+    pair = await service.verify_email(db, body, meta, settings=settings)
     return TokenPairOut.model_validate(pair)
 
 
 @router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedOut)
 async def forgot_password(
-    body: ForgotPasswordIn, resources: ResourcesDep, background: BackgroundTasks
+    body: ForgotPasswordIn,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    background: BackgroundTasks,
 ) -> AcceptedOut:
     """Mail a password-reset link if the address has an account; the same answer if not."""
-    mail = await service.forgot_password(resources.db, resources.settings, body.email)
+    mail = await service.forgot_password(db, body.email, settings=settings)
     await _mail_later(resources, background, mail)
     return AcceptedOut(detail=RESET_SENT)
 
 
 @router.post("/password/reset", status_code=status.HTTP_204_NO_CONTENT)
-async def reset_password(body: ResetPasswordIn, resources: ResourcesDep, meta: MetaDep) -> Response:
+async def reset_password(
+    body: ResetPasswordIn,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    meta: MetaDep,
+) -> Response:
     """Set a new password with the mailed token (once); earlier sessions stop refreshing."""
     await service.reset_password(
-        resources.db, resources.settings, resources.login_throttle, body, meta
+        db, body, meta, settings=settings, throttle=resources.login_throttle
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/login", response_model=TokenPairOut)
-async def login(body: LoginIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
-    pair = await service.login(
-        resources.db, resources.settings, resources.login_throttle, body, meta
-    )
+async def login(
+    body: LoginIn,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    meta: MetaDep,
+) -> TokenPairOut:
+    pair = await service.login(db, body, meta, settings=settings, throttle=resources.login_throttle)
     return TokenPairOut.model_validate(pair)
 
 
 @router.post("/refresh", response_model=TokenPairOut)
-async def refresh(body: RefreshIn, resources: ResourcesDep, meta: MetaDep) -> TokenPairOut:
+async def refresh(
+    body: RefreshIn, db: DatabaseDep, settings: SettingsDep, meta: MetaDep
+) -> TokenPairOut:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
-    pair = await service.refresh(resources.db, resources.settings, body.refresh_token, meta)
+    pair = await service.refresh(db, body.refresh_token, meta, settings=settings)
     return TokenPairOut.model_validate(pair)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(body: RefreshIn, resources: ResourcesDep) -> Response:
-    ended = await service.logout(resources.db, resources.settings, body.refresh_token)
+async def logout(
+    body: RefreshIn, db: DatabaseDep, settings: SettingsDep, resources: ResourcesDep
+) -> Response:
+    ended = await service.logout(db, body.refresh_token, settings=settings)
     if ended is not None:  # other replicas notice within MEMBERSHIP_CACHE_SECONDS
         resources.member_sessions.forget(ended.tenant_id, ended.user_id, ended.session_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -126,12 +157,13 @@ async def optional_caller(
 )
 async def accept_invitation(
     body: AcceptInvitationIn,
-    resources: ResourcesDep,
+    db: DatabaseDep,
+    settings: SettingsDep,
     meta: MetaDep,
     caller: Annotated[Caller | None, Depends(optional_caller)],
 ) -> TokenPairOut:
     """Join an organisation with the mailed invitation token: as the signed-in account the
     invitation is addressed to (bearer token, no password), or as a new account choosing
     its password."""
-    pair = await service.accept_invitation(resources.db, resources.settings, body, caller, meta)
+    pair = await service.accept_invitation(db, caller, body, meta, settings=settings)
     return TokenPairOut.model_validate(pair)

@@ -99,10 +99,6 @@ class AccessTokenDecoder:
         return claims
 
 
-def decode_access_token(settings: Settings, token: str) -> AccessClaims:
-    return _decode(settings, token)[0]
-
-
 def _decode(settings: Settings, token: str) -> tuple[AccessClaims, float]:
     try:
         payload = jwt.decode(

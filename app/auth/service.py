@@ -1,5 +1,10 @@
 """Sign-up, login, password reset, refresh-token rotation, logout and invitation acceptance.
 
+Each public function is one unit of work taking the `Database` first (docs/architecture.md,
+"The service contract"). Most act before anyone is signed in, so they open one transaction
+per step, each in the tenant it has learnt by then: none to look a user up by email, the
+tenant a token names, the tenant a user signs in to. `settings` comes as a keyword.
+
 Nothing here tells a caller whether an address has an account: sign-up and forgotten
 password answer the same for every address and say the rest by mail, to whoever reads it;
 a failed login does the same work for a known and an unknown address.
@@ -78,7 +83,9 @@ def _now() -> datetime:
 
 
 async def find_user_by_email(session: AsyncSession, email: str) -> KnownUser | None:
-    """Look a user up by email across tenants (a narrow SECURITY DEFINER function)."""
+    """Look a user up by email across tenants (a narrow SECURITY DEFINER function).
+
+    A step: runs in the caller's transaction, with or without a tenant."""
     row = (await session.execute(_FIND_USER, {"email": email.lower()})).first()
     return KnownUser(row.id, row.password_hash, row.default_tenant_id) if row else None
 
@@ -115,7 +122,7 @@ def _slugify(name: str) -> str:
     return f"{base}-{secrets.token_hex(3)}"
 
 
-async def register(db: Database, settings: Settings, data: RegisterIn) -> Mail:
+async def register(db: Database, data: RegisterIn, *, settings: Settings) -> Mail:
     """Start a sign-up: the mail to send, a link that finishes it (verify_email) or, when
     the address already has an account, a note to its owner. Creates nothing and hashes
     nothing, so it costs the same for every address and a squatter gets no identity."""
@@ -131,7 +138,7 @@ async def register(db: Database, settings: Settings, data: RegisterIn) -> Mail:
 
 
 async def verify_email(
-    db: Database, settings: Settings, data: VerifyEmailIn, meta: RequestMeta
+    db: Database, data: VerifyEmailIn, meta: RequestMeta, *, settings: Settings
 ) -> TokenPair:
     """Finish a sign-up with the mailed token: create the tenant and its first ADMIN with
     the password chosen now, and sign them in. The token is spent once the user exists."""
@@ -179,7 +186,7 @@ async def verify_email(
         raise Conflict("That email or organisation slug is already taken.") from exc
 
 
-async def forgot_password(db: Database, settings: Settings, email: str) -> Mail | None:
+async def forgot_password(db: Database, email: str, *, settings: Settings) -> Mail | None:
     """The reset mail to send, or None for an address without an account (the caller
     answers the same either way)."""
     email = email.lower()
@@ -193,10 +200,11 @@ async def forgot_password(db: Database, settings: Settings, email: str) -> Mail 
 
 async def reset_password(
     db: Database,
-    settings: Settings,
-    throttle: LoginThrottle,
     data: ResetPasswordIn,
     meta: RequestMeta,
+    *,
+    settings: Settings,
+    throttle: LoginThrottle,
 ) -> None:
     """Set a new password with a mailed reset token. The token works once (it is bound to
     the password it was issued for), and every refresh token issued before dies."""
@@ -237,7 +245,7 @@ async def reset_password(
 
 
 async def login(
-    db: Database, settings: Settings, throttle: LoginThrottle, data: LoginIn, meta: RequestMeta
+    db: Database, data: LoginIn, meta: RequestMeta, *, settings: Settings, throttle: LoginThrottle
 ) -> TokenPair:
     """Sign in with a password: the one place a password is checked, under the throttle."""
     email = data.email.lower()
@@ -274,7 +282,9 @@ async def login(
     raise Unauthorized(BAD_CREDENTIALS)
 
 
-async def refresh(db: Database, settings: Settings, raw_token: str, meta: RequestMeta) -> TokenPair:
+async def refresh(
+    db: Database, raw_token: str, meta: RequestMeta, *, settings: Settings
+) -> TokenPair:
     """Rotate a refresh token. Presenting a token that was already rotated (or revoked)
     revokes its whole family: someone else may hold a copy (RFC 9700 §4.14.2)."""
     token = OpaqueToken.parse(raw_token)
@@ -357,7 +367,7 @@ class EndedSession:
     session_id: uuid.UUID
 
 
-async def logout(db: Database, settings: Settings, raw_token: str) -> EndedSession | None:
+async def logout(db: Database, raw_token: str, *, settings: Settings) -> EndedSession | None:
     """Revoke the token's family, which ends the access tokens issued with it as well.
     Unknown tokens are ignored (nothing to reveal); returns the session that ended."""
     try:
@@ -377,10 +387,11 @@ async def logout(db: Database, settings: Settings, raw_token: str) -> EndedSessi
 
 async def accept_invitation(
     db: Database,
-    settings: Settings,
-    data: AcceptInvitationIn,
     caller: Caller | None,
+    data: AcceptInvitationIn,
     meta: RequestMeta,
+    *,
+    settings: Settings,
 ) -> TokenPair:
     """Join the inviting tenant with the mailed token. An address that already has an
     account joins signed in as that account (`caller`, from any tenant; no password);
