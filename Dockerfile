@@ -7,18 +7,21 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY app ./app
 COPY courtside ./courtside
 COPY workers ./workers
 COPY operator ./operator
 COPY migrations ./migrations
 COPY charts/courtside/crds ./charts/courtside/crds
-# EXTRAS=local adds the in-cluster dev helpers (aiosmtpd for the mail catcher).
-ARG EXTRAS=""
+# EXTRAS: "operator" (kopf, CEL, jsonschema) by default, as this one image also runs the operator;
+# EXTRAS="" builds an image without it; EXTRAS=operator,local adds the in-cluster dev helpers
+# (aiosmtpd for the mail catcher).
+ARG EXTRAS="operator"
 # The laptop stack (courtside/local) ships only with the local extra.
 RUN case ",${EXTRAS}," in *,local,*) ;; *) rm -rf courtside/local ;; esac
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
+# Versions pinned by constraints.txt, as on a developer's machine and in CI.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.12-slim AS runtime
 # Production unless the deployment says otherwise: the secret checks (app/infra/settings.py) apply.

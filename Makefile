@@ -4,12 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test chart-test lint typecheck migrate seed bench-feed bench-outbox system-deps clean
+.PHONY: dev test chart-test lint typecheck constraints migrate seed bench-feed bench-outbox \
+	system-deps clean
 
-$(STAMP): pyproject.toml
+# Versions come from constraints.txt (regenerate it with `make constraints`).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || "$$(scripts/find-python.sh)" -m venv $(VENV)
+	@echo "Installing Python dependencies into $(VENV) (first run: ~1-2 min)..."
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install --progress-bar on -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 system-deps:
@@ -42,6 +45,17 @@ bench-feed: $(STAMP) system-deps
 
 bench-outbox: $(STAMP) system-deps
 	$(PY) bench/outbox.py
+
+# Re-resolve every dependency within pyproject.toml's ranges in a fresh venv and pin the result.
+constraints:
+	rm -rf .venv-constraints
+	"$$(scripts/find-python.sh)" -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q --upgrade pip
+	.venv-constraints/bin/pip install -q -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable; } \
+		> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints
 
 clean:
 	rm -rf .courtside
