@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test chart-test lint typecheck constraints migrate seed bench-feed bench-outbox \
+.PHONY: dev test check chart-test lint typecheck constraints migrate seed bench-feed bench-outbox \
 	system-deps clean
 
 # Versions come from constraints.txt (regenerate it with `make constraints`).
@@ -27,9 +27,13 @@ test: $(STAMP) system-deps
 chart-test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chart
 
+# Everything CI runs (.ci/run): style, import rules, types, then the whole suite.
+check: lint typecheck test
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app workers operator courtside tests bench
 	$(VENV)/bin/ruff format --check app workers operator courtside tests bench
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy app workers operator/courtside_operator courtside
