@@ -1,10 +1,10 @@
-"""Dependencies every route shares: resources, the caller, role checks, the tenant session.
+"""Dependencies every route shares: resources, settings, the database, the request's
+metadata, IP rate limits and the authenticated caller.
 
 All are `async def`: FastAPI runs plain `def` dependencies in a thread pool, a hand-off
 that cost most of the feed's time when measured (bench/feed.py).
 """
 
-from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 import structlog
@@ -12,16 +12,14 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.caller import Caller
 from app.infra.db import Database
-from app.infra.errors import Forbidden, TenantSuspended, Unauthorized
+from app.infra.errors import TenantSuspended, Unauthorized
 from app.infra.ratelimit import Bucket, Limit
 from app.infra.request_meta import RequestMeta
 from app.infra.settings import Settings
 from app.resources import Resources
-from app.tenants.models import Role
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
@@ -142,30 +140,3 @@ async def current_caller(
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
-
-
-def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
-    """Route dependency: the caller must hold one of `roles` in their tenant."""
-
-    async def check(caller: CallerDep) -> Caller:
-        if not caller.has_role(*roles):
-            raise Forbidden(f"This action requires one of the roles: {', '.join(roles)}.")
-        return caller
-
-    return check
-
-
-async def tenant_session(resources: ResourcesDep, caller: CallerDep) -> AsyncIterator[AsyncSession]:
-    """A session whose every transaction is scoped to the caller's tenant (RLS)."""
-    async with resources.db.session(caller.tenant_id, caller.user_id) as session:
-        yield session
-
-
-async def anonymous_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    """A session with no tenant: sees no tenant rows until a service scopes it."""
-    async with resources.db.session() as session:
-        yield session
-
-
-TenantSessionDep = Annotated[AsyncSession, Depends(tenant_session)]
-AnonymousSessionDep = Annotated[AsyncSession, Depends(anonymous_session)]
