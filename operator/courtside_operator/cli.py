@@ -1,12 +1,10 @@
-"""`courtside tenants …`: the Tenant operator's reconcile without a cluster.
+"""What `courtside tenants …` runs: the Tenant operator's reconcile without a cluster.
 
 apply validates each manifest against the CRD (schema and CEL rules) and runs the same
 reconcile the operator runs; the applied manifests and their status are kept in
 OPERATOR_STATE_DIR, credentials in 0600 files beside them.
 """
 
-import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from app.infra.settings import Settings, get_settings
+from app.infra.settings import Settings
 from courtside_operator.crd import ManifestError, validate_manifest
 from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import FileSecretStore
@@ -107,45 +105,3 @@ async def delete(settings: Settings, name: str, state: LocalState) -> int:
     state.forget(name)
     print(f"tenant/{name} deleted" + "".join(f"\n  - {a}" for a in actions))
     return 0
-
-
-def _ready(status: dict[str, Any] | None) -> str:
-    for c in (status or {}).get("conditions", []):
-        if c["type"] == "Ready":
-            return c["status"]
-    return "Unknown"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="courtside tenants", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    apply_cmd = sub.add_parser("apply", help="validate and reconcile Tenant manifests")
-    apply_cmd.add_argument("-f", "--filename", action="append", required=True, type=Path)
-    sub.add_parser("list", help="the tenants applied from this machine")
-    status_cmd = sub.add_parser("status", help="one tenant's status")
-    status_cmd.add_argument("name")
-    delete_cmd = sub.add_parser("delete", help="delete a tenant per its deletionPolicy")
-    delete_cmd.add_argument("name")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    state = LocalState(Path(settings.operator_state_dir))
-    if args.command == "apply":
-        sys.exit(asyncio.run(apply(settings, args.filename, state)))
-    if args.command == "delete":
-        sys.exit(asyncio.run(delete(settings, args.name, state)))
-    if args.command == "list":
-        print(f"{'NAME':24} {'READY':8} {'SUSPENDED':10} {'MEMBERS':8}")
-        for name in state.names():
-            manifest = state.manifest(name) or {}
-            saved = state.status(name) or {}
-            print(
-                f"{name:24} {_ready(saved):8} "
-                f"{str(manifest.get('spec', {}).get('suspended', False)).lower():10} "
-                f"{saved.get('usage', {}).get('members', '-')!s:8}"
-            )
-        return
-    status = state.status(args.name)
-    if status is None:
-        print(f"tenant/{args.name} not found", file=sys.stderr)
-        sys.exit(1)
-    print(yaml.safe_dump({"name": args.name, "status": status}, sort_keys=False))
