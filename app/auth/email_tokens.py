@@ -47,7 +47,7 @@ def _sign(settings: Settings, purpose: str, ttl_seconds: int, claims: dict[str, 
 
 def _verify(settings: Settings, purpose: str, token: str, required: list[str]) -> dict[str, Any]:
     try:
-        return jwt.decode(  # type: ignore[no-any-return]
+        return jwt.decode(
             token,
             _key(settings, purpose),
             algorithms=[_ALGORITHM],

@@ -38,9 +38,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadRequest("The cursor is not valid.") from exc
 
 
-def after_cursor[Q: Select](
+def after_cursor[Q: Select[*tuple[Any, ...]]](
     query: Q,
-    created_col: InstrumentedAttribute[Any],  # type: ignore[type-arg]
+    created_col: InstrumentedAttribute[Any],
     id_col: InstrumentedAttribute[Any],
     cursor: str | None,
     *,
