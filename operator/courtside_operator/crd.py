@@ -3,6 +3,8 @@ against it: its structural schema (jsonschema) and its CEL rules (x-kubernetes-v
 evaluated with a CEL implementation), with the schema's defaults applied."""
 
 import copy
+import difflib
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -51,18 +53,109 @@ def _apply_defaults(node: dict[str, Any], value: Any) -> Any:
     return value
 
 
+# ObjectMeta's fields (k8s.io/apimachinery meta/v1): strict field validation rejects any
+# other key under metadata, as it rejects keys the CRD's schema does not declare.
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+# What CEL raises for a rule that does not evaluate (a missing key, mismatched types, a
+# syntax error, an undefined variable): the API server rejects the object then too.
+_CEL_FAILURES = (KeyError, TypeError, ValueError, RuntimeError)
+
+
+def _unknown_fields(node: dict[str, Any], value: Any, path: str) -> list[str]:
+    """Keys the structural schema does not declare, as `kubectl --validate=strict` reports
+    them (a cluster would otherwise prune them silently)."""
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, list) and isinstance(node.get("items"), dict):
+        return [
+            error
+            for index, item in enumerate(value)
+            for error in _unknown_fields(node["items"], item, f"{path}[{index}]")
+        ]
+    if not isinstance(value, dict) or node.get("type") != "object":
+        return []
+    properties: dict[str, Any] = node.get("properties", {})
+    extra = node.get("additionalProperties")
+    errors = []
+    for key, child in value.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key in properties:
+            errors += _unknown_fields(properties[key], child, where)
+        elif isinstance(extra, dict):
+            errors += _unknown_fields(extra, child, where)
+        elif extra is not True:
+            errors.append(_unknown(where, key, properties))
+    return errors
+
+
+def _unknown(where: str, key: object, known: Iterable[str]) -> str:
+    hint = difflib.get_close_matches(str(key), list(known), n=1)
+    return f'unknown field "{where}"' + (f' (did you mean "{hint[0]}"?)' if hint else "")
+
+
+def _metadata_errors(manifest: dict[str, Any]) -> list[str]:
+    metadata = manifest.get("metadata")
+    if metadata is None:
+        return ["metadata.name is required"]
+    if not isinstance(metadata, dict):
+        return ["metadata: must be an object"]
+    errors = [
+        _unknown(f"metadata.{key}", key, OBJECT_META_FIELDS)
+        for key in metadata
+        if key not in OBJECT_META_FIELDS
+    ]
+    if not metadata.get("name"):
+        errors.append("metadata.name is required")
+    return errors
+
+
+def _root_view(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a root rule's `self` holds on the API server: the declared fields, and of
+    metadata only name and generateName."""
+    metadata = manifest.get("metadata") or {}
+    return {k: v for k, v in manifest.items() if k != "metadata"} | {
+        "metadata": {k: metadata[k] for k in ("name", "generateName") if k in metadata}
+    }
+
+
 def _cel_errors(node: dict[str, Any], value: Any, old: Any, path: str) -> list[str]:
     errors = []
+    if not path:
+        value = _root_view(value)
+        old = _root_view(old) if isinstance(old, dict) else None
     for rule in node.get("x-kubernetes-validations", []):
         expression = rule["rule"]
         if "oldSelf" in expression and old is None:
             continue  # a transition rule: only checked on update
         context = {"self": value} | ({"oldSelf": old} if old is not None else {})
-        if cel.evaluate(expression, context) is not True:
+        try:
+            passed = cel.evaluate(expression, context) is True
+        except _CEL_FAILURES as exc:
+            errors.append(f"{path or '<root>'}: rule {expression!r} failed to evaluate: {exc}")
+            continue
+        if not passed:
             errors.append(f"{path or '<root>'}: {rule.get('message', expression)}")
     if isinstance(value, dict):
         for key, child in node.get("properties", {}).items():
-            if key in value:
+            if key in value and key != "metadata":
                 old_child = old.get(key) if isinstance(old, dict) else None
                 errors += _cel_errors(child, value[key], old_child, f"{path}.{key}".lstrip("."))
     return errors
@@ -71,14 +164,17 @@ def _cel_errors(node: dict[str, Any], value: Any, old: Any, path: str) -> list[s
 def validate_manifest(
     manifest: dict[str, Any], previous: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Validate like the API server would; returns the manifest with defaults applied."""
+    """Validate like the API server with kubectl's strict field validation would: unknown
+    fields, the structural schema, then the CEL rules. Returns the manifest with defaults
+    applied; raises ManifestError listing every problem."""
+    if not isinstance(manifest, dict):
+        raise ManifestError([f"a manifest is an object, not {type(manifest).__name__}"])
     errors = []
     if manifest.get("apiVersion") != f"{GROUP}/{VERSION}" or manifest.get("kind") != KIND:
         errors.append(f"apiVersion/kind must be {GROUP}/{VERSION} {KIND}")
-    name = (manifest.get("metadata") or {}).get("name")
-    if not name:
-        errors.append("metadata.name is required")
     root = schema()
+    errors += _metadata_errors(manifest)
+    errors += _unknown_fields(root, {k: v for k, v in manifest.items() if k != "metadata"}, "")
     validator = jsonschema.Draft7Validator(root)
     errors += [
         f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
