@@ -134,9 +134,20 @@ def seed() -> None:
 @click.option(
     "--once", is_flag=True, help="exit when the queue is empty (media jobs under KEDA ScaledJob)"
 )
-def worker(name: str, once: bool) -> None:
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help="first wait up to SECONDS for PostgreSQL and the queues, /healthz saying "
+    '"starting" (0: start at once)',
+)
+def worker(name: str, once: bool, wait_seconds: float) -> None:
     """Run the background worker NAME, with /healthz and /metrics on $METRICS_PORT."""
     from app.infra.logging import configure_logging
+    from workers.runtime import DependenciesUnavailable, wait_for_dependencies
 
     module_name, _, function_name = WORKERS[name].partition(":")
     settings = _settings()
@@ -144,6 +155,18 @@ def worker(name: str, once: bool) -> None:
     run = getattr(importlib.import_module(module_name), function_name)
     if once and "once" not in inspect.signature(run).parameters:
         sys.exit(f"worker {name!r} has no --once mode")
+    if wait_seconds:
+        waiting = wait_for_dependencies(
+            settings,
+            name,
+            deadline_seconds=wait_seconds,
+            health_port=None if once else settings.metrics_port,
+        )
+        try:
+            if not asyncio.run(waiting):
+                return  # stopped while waiting
+        except DependenciesUnavailable as exc:
+            sys.exit(f"courtside worker {name}: {exc}")
     asyncio.run(run(settings, once=True) if once else run(settings))
 
 

@@ -35,16 +35,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
+from botocore.exceptions import ClientError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.events.envelope import Envelope, MalformedEnvelope
 from app.events.models import OutboxEvent
 from app.infra import aws
-from app.infra.db import Database
+from app.infra.db import Database, asyncpg_dsn
 from app.infra.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -96,6 +99,158 @@ async def serve_health(port: int, ready: Callable[[], Awaitable[bool]]) -> web.A
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - a pod's port
     return runner
+
+
+# Start-up: wait for what the worker needs instead of crash-looping. In a fresh cluster
+# (`skaffold dev`, a first install) PostgreSQL, the migrations and the queues come up in any
+# order: the queues only once the aws-init hook has run, after every pod has started.
+
+
+class DependencyNotReady(Exception):
+    """A dependency answered, but not as the worker needs (e.g. migrations not applied)."""
+
+
+class DependenciesUnavailable(Exception):
+    """The start-up deadline passed with a dependency still unreachable."""
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """Something a worker needs before it starts: `check` raises while it is unreachable."""
+
+    name: str  # what the logs and /healthz call it
+    where: str  # host:port/database or the queue URL: never a password
+    check: Callable[[], Awaitable[None]]
+
+
+def _postgresql(url: str) -> Dependency:
+    parsed = make_url(url)
+    where = f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"
+
+    async def check() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+        try:
+            # The schema, too: a worker that starts before the migrations fails on its
+            # first query.
+            if not await conn.fetchval("SELECT to_regclass('public.outbox_events') IS NOT NULL"):
+                raise DependencyNotReady("connected, but migrations are not applied yet")
+        finally:
+            await conn.close()
+
+    return Dependency("postgresql", where, check)
+
+
+def _queue(settings: Settings, name: str, url: str) -> Dependency:
+    async def check() -> None:
+        if not url:
+            raise DependencyNotReady("no queue URL is configured")
+        async with aws.client(settings, "sqs") as sqs:
+            try:
+                await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+            except ClientError as exc:
+                # The relay may only send (iam/outbox-relay.json): SQS answering "access
+                # denied" means it is there and reachable, which is all this waits for.
+                if exc.response.get("Error", {}).get("Code") != "AccessDenied":
+                    raise
+
+    return Dependency(f"sqs {name} queue", url, check)
+
+
+def dependencies(settings: Settings, worker: str) -> list[Dependency]:
+    """What each worker needs before its loop starts, in the order it is checked."""
+    notifications = _queue(settings, "notifications", settings.sqs_notifications_queue_url)
+    media = _queue(settings, "media", settings.sqs_media_queue_url)
+    return {
+        "outbox-relay": [_postgresql(settings.relay_database_url), notifications, media],
+        "notifications": [_postgresql(settings.database_url), notifications],
+        "media": [_postgresql(settings.database_url), media],
+        "scheduler": [_postgresql(settings.relay_database_url)],
+    }.get(worker, [])
+
+
+async def serve_starting(port: int, waiting_for: Callable[[], list[str]]) -> web.AppRunner:
+    """/healthz (503, "starting", and what it waits for) and /metrics while a worker waits."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "starting", "waiting_for": waiting_for()}, status=503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - a pod's port
+    return runner
+
+
+async def wait_for_dependencies(
+    settings: Settings,
+    worker: str,
+    *,
+    deadline_seconds: float,
+    health_port: int | None,
+    attempt_timeout: float = 5.0,
+    max_backoff: float = 5.0,
+) -> bool:
+    """Check each of the worker's dependencies in turn, retrying with backoff until it
+    answers, all within `deadline_seconds`. Logs what it waits for (`waiting_for_dependency`)
+    and, if `health_port` is given, serves /healthz as "starting" meanwhile.
+
+    Returns True once all answer, False if SIGTERM/SIGINT came first; raises
+    DependenciesUnavailable, naming the dependency and its last error, at the deadline."""
+    shutdown = Shutdown()
+    shutdown.install()
+    pending = dependencies(settings, worker)
+    runner = (
+        await serve_starting(health_port, lambda: [d.name for d in pending])
+        if health_port is not None
+        else None
+    )
+    give_up_at = time.monotonic() + deadline_seconds
+    try:
+        while pending:
+            dependency = pending[0]
+            backoff = 0.5
+            while True:
+                try:
+                    await asyncio.wait_for(dependency.check(), timeout=attempt_timeout)
+                except Exception as exc:  # noqa: BLE001 - any failure: not there yet
+                    error = str(exc) or type(exc).__name__
+                    left = give_up_at - time.monotonic()
+                    if left <= 0:
+                        raise DependenciesUnavailable(
+                            f"gave up after {deadline_seconds:g}s waiting for {dependency.name} "
+                            f"({dependency.where}): {error}"
+                        ) from exc
+                    delay = min(backoff, left)
+                    log.warning(
+                        "waiting_for_dependency",
+                        worker=worker,
+                        dependency=dependency.name,
+                        where=dependency.where,
+                        error=error,
+                        retry_in=round(delay, 2),
+                        gives_up_in=round(left, 1),
+                    )
+                    await shutdown.sleep(delay)
+                    if shutdown.requested:
+                        return False
+                    backoff = min(backoff * 2, max_backoff)
+                    continue
+                log.info("dependency_ready", worker=worker, dependency=dependency.name)
+                pending.pop(0)
+                break
+        log.info("dependencies_ready", worker=worker)
+        return True
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if runner is not None:
+            await runner.cleanup()
 
 
 class Rejected(Exception):
