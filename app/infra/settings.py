@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     operator_resync_seconds: float = 60.0  # drift check interval
     operator_kube_url: str | None = None  # API server URL override (tests, kmock)
     operator_state_dir: str = ".courtside/tenants"  # `courtside tenants` without a cluster
+    # Reconciles (and deletions) running at once; the rest wait (start-up's burst of resumes).
+    operator_max_concurrent_reconciles: int = Field(8, ge=1)
+    # PostgreSQL connections the operator holds at most, as the owner role: half for the
+    # tenants domain (SQLAlchemy), half for role DDL (asyncpg), each pool bounded.
+    operator_db_max_connections: int = Field(8, ge=2)
 
     smtp_host: str = "localhost"
     smtp_port: int = 1025

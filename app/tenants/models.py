@@ -49,6 +49,8 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(63))
     # Onboarded by a Tenant manifest (the operator sets it); False for self-registration.
     managed: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # The Tenant object (its metadata.uid) that manages this row; NULL: unclaimed.
+    manifest_uid: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     name: Mapped[str] = mapped_column(String(200))
     suspended: Mapped[bool] = mapped_column(default=False, server_default="false")
     # Written by the Tenant operator; NULL means "use the platform defaults".

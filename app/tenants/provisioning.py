@@ -33,6 +33,10 @@ from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 TENANT_ID_NAMESPACE = uuid.UUID("6f1d9a52-8a4e-4d65-9b0e-0c6c3e3c7a11")
 
 
+# The primary key's name: PostgreSQL's default (the migrations'), or the models' convention.
+TENANTS_PRIMARY_KEY = ("tenants_pkey", "pk_tenants")
+
+
 def tenant_id_for_slug(slug: str) -> uuid.UUID:
     """The id of the managed tenant with this slug."""
     return uuid.uuid5(TENANT_ID_NAMESPACE, slug)
@@ -54,6 +58,19 @@ class SlugConflict(Conflict):
     """The slug belongs to a tenant that isn't this one: nothing was changed or taken over."""
 
 
+class SlugClaimed(Conflict):
+    """Another Tenant object (`claimant`, its metadata.uid) manages this slug's tenant:
+    nothing was changed or taken over."""
+
+    def __init__(self, slug: str, claimant: uuid.UUID) -> None:
+        super().__init__(
+            f"tenant {slug!r} is managed by another Tenant object (uid {claimant}); this one "
+            "is not reconciled, and deleting it leaves that tenant alone",
+            claimant=str(claimant),
+        )
+        self.claimant = claimant
+
+
 @dataclass(frozen=True)
 class TenantRowChanges:
     """What ensure_tenant() changed."""
@@ -61,15 +78,36 @@ class TenantRowChanges:
     created: bool = False
     # A row with this slug-derived id that wasn't marked as managed yet.
     marked_managed: bool = False
+    # The row had no Tenant object managing it and now has the claimant.
+    claimed: bool = False
     # Columns that differed from the manifest and were set back to it.
     updated: tuple[str, ...] = ()
 
 
 async def ensure_tenant(
-    db: Database, tenant_id: uuid.UUID, tenant: ManagedTenant
+    db: Database,
+    tenant_id: uuid.UUID,
+    tenant: ManagedTenant,
+    *,
+    claimant: uuid.UUID | None = None,
 ) -> TenantRowChanges:
     """Create the tenant's row, or bring its name, suspension and limits back to `tenant`.
-    Raises SlugConflict when the id or the slug is another tenant's."""
+    `claimant` is the Tenant object asking (None: a local apply, which claims nothing): an
+    unclaimed row becomes its; a row another object claims raises SlugClaimed. Raises
+    SlugConflict when the id or the slug is another tenant's."""
+    try:
+        return await _ensure_tenant(db, tenant_id, tenant, claimant)
+    except IntegrityError as exc:
+        if not any(name in str(exc.orig) for name in TENANTS_PRIMARY_KEY):
+            raise
+    # Another claimant inserted this id between our read and our insert: read it again,
+    # now that it exists (a row it claimed raises SlugClaimed).
+    return await _ensure_tenant(db, tenant_id, tenant, claimant)
+
+
+async def _ensure_tenant(
+    db: Database, tenant_id: uuid.UUID, tenant: ManagedTenant, claimant: uuid.UUID | None
+) -> TenantRowChanges:
     wanted = {
         "name": tenant.name,
         "suspended": tenant.suspended,
@@ -77,16 +115,29 @@ async def ensure_tenant(
         "max_upload_bytes": tenant.max_upload_bytes,
         "storage_quota_bytes": tenant.storage_quota_bytes,
     }
-    marked_managed = False
+    marked_managed = claimed = False
     try:
         async with db.transaction(tenant_id) as session:
             row = await session.get(Tenant, tenant_id, with_for_update=True)
             if row is None:
-                session.add(Tenant(id=tenant_id, slug=tenant.slug, managed=True, **wanted))
+                session.add(
+                    Tenant(
+                        id=tenant_id,
+                        slug=tenant.slug,
+                        managed=True,
+                        manifest_uid=claimant,
+                        **wanted,
+                    )
+                )
                 await session.flush()
-                return TenantRowChanges(created=True)
+                return TenantRowChanges(created=True, claimed=claimant is not None)
             if row.slug != tenant.slug:
                 raise SlugConflict(f"tenant {tenant_id} has slug {row.slug!r}, not ours")
+            if claimant is not None and row.manifest_uid not in (None, claimant):
+                raise SlugClaimed(tenant.slug, row.manifest_uid)
+            if claimant is not None and row.manifest_uid is None:
+                row.manifest_uid = claimant
+                claimed = True
             if not row.managed:
                 # Only the seed and earlier operators made rows with a slug-derived id
                 # (registration's ids are random, uuid4): this row is ours to manage.
@@ -103,7 +154,7 @@ async def ensure_tenant(
             f"another managed tenant already has slug {tenant.slug!r} (under another id); "
             "not taken over"
         ) from exc
-    return TenantRowChanges(marked_managed=marked_managed, updated=updated)
+    return TenantRowChanges(marked_managed=marked_managed, claimed=claimed, updated=updated)
 
 
 class AdminInvitationState(StrEnum):
@@ -204,22 +255,52 @@ async def usage(db: Database, tenant_id: uuid.UUID) -> TenantUsage:
     return TenantUsage(members=int(members or 0), storage_bytes=int(storage or 0))
 
 
-async def suspend_tenant(db: Database, tenant_id: uuid.UUID) -> bool:
-    """Suspend the tenant, keeping its data; whether this changed anything."""
+@dataclass(frozen=True)
+class TenantClaim:
+    """Which Tenant object (its metadata.uid) manages a tenant; None: none does."""
+
+    manifest_uid: uuid.UUID | None
+
+
+async def tenant_claim(db: Database, tenant_id: uuid.UUID) -> TenantClaim | None:
+    """The tenant's claim; None when there is no such tenant."""
     async with db.transaction(tenant_id) as session:
-        tenant = await session.get(Tenant, tenant_id)
-        if tenant is None or tenant.suspended:
+        row = (
+            await session.execute(select(Tenant.manifest_uid).where(Tenant.id == tenant_id))
+        ).first()
+    return None if row is None else TenantClaim(row.manifest_uid)
+
+
+def _claimed_by_another(tenant: Tenant, claimant: uuid.UUID | None) -> bool:
+    return claimant is not None and tenant.manifest_uid not in (None, claimant)
+
+
+async def suspend_tenant(
+    db: Database, tenant_id: uuid.UUID, *, claimant: uuid.UUID | None = None
+) -> bool:
+    """Suspend the tenant, keeping its data, and release `claimant`'s claim on it (a Tenant
+    object re-created with its slug takes it over); whether it was suspended now. A tenant
+    another Tenant object claims is left alone."""
+    async with db.transaction(tenant_id) as session:
+        tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None or _claimed_by_another(tenant, claimant):
+            return False
+        tenant.manifest_uid = None
+        if tenant.suspended:
             return False
         tenant.suspended = True
     return True
 
 
-async def delete_tenant(db: Database, tenant_id: uuid.UUID) -> bool:
-    """Delete the tenant and, by cascade, every row of every tenant table; whether it
-    existed. Its S3 objects and database role are the operator's to remove."""
+async def delete_tenant(
+    db: Database, tenant_id: uuid.UUID, *, claimant: uuid.UUID | None = None
+) -> bool:
+    """Delete the tenant and, by cascade, every row of every tenant table; whether it was
+    deleted. A tenant another Tenant object than `claimant` manages is left alone. Its S3
+    objects and database role are the operator's to remove."""
     async with db.transaction(tenant_id) as session:
-        tenant = await session.get(Tenant, tenant_id)
-        if tenant is None:
+        tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None or _claimed_by_another(tenant, claimant):
             return False
         await session.delete(tenant)
     return True

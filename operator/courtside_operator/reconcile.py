@@ -6,43 +6,78 @@ provisioning service (app/tenants/provisioning.py), in the tenant's transaction;
 database role, its pin and the Secret are the operator's own (DDL as the owner role).
 
 Each step first reads the live state and acts only on a difference, so applying the same
-manifest again does nothing, and an operator restart repeats no work.
+manifest again does nothing, and an operator restart repeats no work. Every failure ends
+in status (all condition types present, Ready=False with a reason), never only in a log.
 """
 
+import asyncio
+import hashlib
 import secrets as token_source
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from app.infra import aws
 from app.infra.db import Database, asyncpg_dsn
 from app.infra.settings import Settings
 from app.tenants import provisioning
-from app.tenants.provisioning import AdminInvitationState, tenant_id_for_slug
+from app.tenants.provisioning import AdminInvitationState, SlugClaimed, tenant_id_for_slug
+from courtside_operator.scram import scram_sha256_verifier
 from courtside_operator.secrets import SecretConflict, SecretStore
 from courtside_operator.spec import TenantSpec
 
 log = structlog.get_logger(__name__)
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+APPLICATION_NAME = "courtside-operator"
 ADMIN_INVITED = "AdminInvited"
 # Keys older operators wrote into the tenant's Secret: `admin-invitation-token` held the
 # first ADMIN's one-time token, so whoever could read the Secret could take the account.
 RETIRED_SECRET_KEYS = ("admin-invitation-token",)
+# Failures that say nothing about the request, only that the database was out of reach.
+DB_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+MAX_MESSAGE = 1000
 
 
 class Refused(Exception):
     """Something the operator will not take over (a slug, role or Secret that isn't this
-    Tenant's): reported in status as `reason`, changed nowhere, retried later."""
+    Tenant's): reported in status as `reason`, changed nowhere, looked at again by the
+    resync (not retried sooner: someone has to resolve it)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+class SecretUnavailable(Exception):
+    """The tenant's Secret could not be read or written (the API server refused it or was
+    out of reach); retried, and until then the tenant is not Ready."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a reconcile stopped: a condition's reason and message, and whether retrying soon
+    can help (False: a conflict or constraint someone must resolve; the resync still looks
+    again every OPERATOR_RESYNC_SECONDS)."""
+
+    reason: str
+    message: str
+    retryable: bool
 
 
 @dataclass
@@ -56,18 +91,82 @@ class Outcome:
     ok: bool = True
     # The AdminInvited condition, once this reconcile got that far.
     admin_invited: dict[str, Any] | None = None
+    # Set when the reconcile stopped on an exception (see failure_of).
+    failure: Failure | None = None
+    # How far it got: the tenant's row (limits) and its role and Secret.
+    row_applied: bool = False
+    role_ready: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the handler should retry with backoff (else: wait for the resync)."""
+        if self.failure is not None:
+            return self.failure.retryable
+        return not self.problems  # drift only a superuser can undo waits for the resync
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """Every exception a reconcile can meet, as a condition's reason and message."""
+    if isinstance(exc, Refused):
+        return Failure(exc.reason, exc.message, retryable=False)
+    if isinstance(exc, SlugClaimed):
+        return Failure("SlugClaimed", exc.detail, retryable=False)
+    if isinstance(exc, SecretConflict):
+        return Failure("SecretConflict", str(exc), retryable=False)
+    if isinstance(exc, SecretUnavailable):
+        # The store's own reason when it has one (KubernetesApiError), else ours.
+        reason = getattr(exc.__cause__, "reason", None)
+        return Failure(
+            reason if isinstance(reason, str) and reason.isalnum() else "SecretUnavailable",
+            _short(str(exc)),
+            retryable=True,
+        )
+    if isinstance(exc, sa_exc.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        return Failure(
+            "DatabaseConflict",
+            _short(f"the database refused a write: {_db_message(exc)}"),
+            retryable=False,
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError) or (
+        isinstance(exc, sa_exc.DBAPIError)
+        and isinstance(exc.orig, Exception)
+        and "InsufficientPrivilege" in type(exc.orig).__name__
+    ):
+        return Failure(
+            "DatabasePermissionDenied",
+            _short(f"the owner role may not do this: {_db_message(exc)}"),
+            retryable=False,
+        )
+    if isinstance(exc, DB_UNREACHABLE) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    ):
+        return Failure("DatabaseUnreachable", _short(f"Database unreachable: {exc}"), True)
+    if isinstance(exc, asyncpg.PostgresError | sa_exc.SQLAlchemyError):
+        return Failure("DatabaseError", _short(_db_message(exc)), retryable=True)
+    return Failure("ReconcileFailed", _short(f"unexpected {type(exc).__name__}: {exc}"), True)
+
+
+def _db_message(exc: BaseException) -> str:
+    # SQLAlchemy's own text adds the statement and its parameters: the driver's is enough.
+    orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    return f"{type(orig).__name__}: {orig}"
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def condition(
     type_: str,
-    ok: bool,
+    ok: bool | None,
     reason: str,
     message: str,
     previous: list[dict[str, Any]] | None,
     generation: int | None,
 ) -> dict[str, Any]:
-    """A metav1.Condition; lastTransitionTime moves only when the status flips."""
-    status = "True" if ok else "False"
+    """A metav1.Condition (ok None: Unknown); lastTransitionTime moves only when the status
+    flips."""
+    status = "Unknown" if ok is None else "True" if ok else "False"
     before = next((c for c in previous or [] if c.get("type") == type_), None)
     changed = before is None or before.get("status") != status
     return {
@@ -84,21 +183,66 @@ def condition(
     }
 
 
+def first_resync_delay(uid: str, interval: float) -> float:
+    """When a Tenant's drift check first runs: one interval, plus a share of another taken
+    from its uid, so Tenants seen together (all of them, at start-up) are spread over the
+    interval instead of all checked in the same second, every interval after."""
+    share = int.from_bytes(hashlib.sha256(uid.encode()).digest()[:4]) / 2**32
+    return interval * (1 + share)
+
+
+def _claimant(owner: dict[str, Any] | None) -> uuid.UUID | None:
+    """The Tenant object's metadata.uid (None: a local apply, which claims nothing)."""
+    return uuid.UUID(str(owner["uid"])) if owner and owner.get("uid") else None
+
+
 class TenantReconciler:
     """Reconciles Tenants as the owner role (CREATEROLE, ADMIN OPTION on the tenant reader
-    group; on the runtime role only to take earlier tenant roles out of it)."""
+    group; on the runtime role only to take earlier tenant roles out of it).
+
+    Built once per process (kopf's memo): at most OPERATOR_MAX_CONCURRENT_RECONCILES
+    reconciles and deletions run at once, over at most OPERATOR_DB_MAX_CONNECTIONS owner
+    connections, half in the tenants domain's pool, half in the role DDL's."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.max_connections = settings.operator_db_max_connections
+        self._domain_pool_size = self.max_connections // 2
+        self._ddl_pool_size = self.max_connections - self._domain_pool_size
         self.db = Database(
             settings.migration_database_url,
-            pool_size=2,
-            max_overflow=2,
-            application_name="courtside-operator",
+            pool_size=self._domain_pool_size,
+            max_overflow=0,
+            application_name=APPLICATION_NAME,
         )
+        self._slots = asyncio.Semaphore(settings.operator_max_concurrent_reconciles)
+        self._ddl_pool: asyncpg.Pool | None = None
+        self._ddl_pool_lock = asyncio.Lock()
 
     async def close(self) -> None:
+        if self._ddl_pool is not None:
+            await self._ddl_pool.close()
         await self.db.dispose()
+
+    @asynccontextmanager
+    async def _owner_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection as the owner role from the one bounded pool for role DDL (opened
+        on first use; no connection is kept while nothing runs for a minute)."""
+        async with self._ddl_pool_lock:
+            if self._ddl_pool is None:
+                self._ddl_pool = await asyncpg.create_pool(
+                    asyncpg_dsn(self.settings.migration_database_url),
+                    min_size=0,
+                    max_size=self._ddl_pool_size,
+                    max_inactive_connection_lifetime=60,
+                    timeout=10,
+                    server_settings={
+                        "application_name": APPLICATION_NAME,
+                        "statement_timeout": "15000",
+                    },
+                )
+        async with self._ddl_pool.acquire(timeout=30) as conn:
+            yield conn
 
     async def reconcile(
         self,
@@ -109,31 +253,47 @@ class TenantReconciler:
         generation: int | None = None,
         previous: list[dict[str, Any]] | None = None,
     ) -> Outcome:
-        """Make the tenant row, role, limits and credentials match `spec`."""
+        """Make the tenant row, role, limits and credentials match `spec`. `owner` is the
+        Tenant object's ownerReference: the first object to claim a slug keeps it."""
+        async with self._slots:
+            return await self._reconcile(spec, store, owner, generation, previous)
+
+    async def _reconcile(
+        self,
+        spec: TenantSpec,
+        store: SecretStore,
+        owner: dict[str, Any] | None,
+        generation: int | None,
+        previous: list[dict[str, Any]] | None,
+    ) -> Outcome:
         outcome = Outcome()
         tenant_id = tenant_id_for_slug(spec.slug)
+        claimant = _claimant(owner)
         try:
-            # Before anything is written: a Secret we didn't write is a conflict.
-            stored = await store.get(spec.secret_name, owner)
-            await self._tenant_row(spec, tenant_id, outcome)
+            # Before anything is read or written: another Tenant object's tenant is not ours
+            # (its Secret has the same name), then a Secret we didn't write is a conflict.
+            if claimant is not None:
+                claim = await provisioning.tenant_claim(self.db, tenant_id)
+                if claim is not None and claim.manifest_uid not in (None, claimant):
+                    raise SlugClaimed(spec.slug, claim.manifest_uid)
+            stored = await self._stored(spec, store, owner)
+            await self._tenant_row(spec, tenant_id, claimant, outcome)
             await self._role(spec, tenant_id, stored, store, owner, outcome)
             outcome.admin_invited = await self._admin_invitation(
                 spec, tenant_id, outcome, previous, generation
             )
             usage = await self._usage(tenant_id)
-        except Refused as exc:
-            log.warning("tenant_reconcile_refused", tenant=spec.slug, reason=exc.reason)
-            return _failed(outcome, exc.reason, exc.message, previous, generation)
-        except SecretConflict as exc:
-            log.warning("tenant_reconcile_refused", tenant=spec.slug, reason="SecretConflict")
-            return _failed(outcome, "SecretConflict", str(exc), previous, generation)
-        except DB_ERRORS as exc:
-            log.warning("tenant_reconcile_db_error", tenant=spec.slug, error=str(exc))
-            return _failed(
-                outcome, "DatabaseUnreachable", f"Database unreachable: {exc}", previous, generation
+        except Exception as exc:
+            failure = failure_of(exc)
+            log.warning(
+                "tenant_reconcile_failed",
+                tenant=spec.slug,
+                reason=failure.reason,
+                error=failure.message,
+                exc_info=failure.reason == "ReconcileFailed",
             )
+            return _failed(outcome, spec, failure, previous, generation)
         drift = "; ".join(outcome.drift)
-        limits = spec.rate_limits.as_policy()
         outcome.ok = not outcome.problems
         problems = "; ".join(outcome.problems)
         outcome.status = {
@@ -145,32 +305,11 @@ class TenantReconciler:
                     "DatabaseReady",
                     outcome.ok,
                     "RoleReady" if outcome.ok else "DriftNotRepairable",
-                    problems
-                    or (
-                        f"role {spec.role_name} "
-                        f"{'disabled (suspended)' if spec.suspended else 'can log in'}"
-                        + (f"; repaired drift: {drift}" if drift else "")
-                    ),
+                    problems or _role_message(spec, drift),
                     previous,
                     generation,
                 ),
-                condition(
-                    "QuotasApplied",
-                    True,
-                    "Applied",
-                    f"maxUploadBytes={spec.storage.max_upload_bytes or 'default'}, "
-                    f"quotaBytes={spec.storage.quota_bytes or 'default'}",
-                    previous,
-                    generation,
-                ),
-                condition(
-                    "RateLimitsApplied",
-                    True,
-                    "Applied",
-                    "custom limits" if limits else "platform defaults",
-                    previous,
-                    generation,
-                ),
+                *_limits_conditions(spec, previous, generation),
                 # Ready is about the platform's objects (row, role, Secret) only, not
                 # AdminInvited: a mail the SMTP server refused changes nothing the tenant's
                 # workloads use, is retried by the resync on its own, and a Ready that
@@ -191,7 +330,23 @@ class TenantReconciler:
         }
         return outcome
 
-    async def _tenant_row(self, spec: TenantSpec, tenant_id: uuid.UUID, outcome: Outcome) -> None:
+    async def _stored(
+        self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None
+    ) -> dict[str, str] | None:
+        try:
+            return await store.get(spec.secret_name, owner)
+        except SecretConflict:
+            raise
+        except Exception as exc:
+            raise SecretUnavailable(f"reading Secret {spec.secret_name}: {exc}") from exc
+
+    async def _tenant_row(
+        self,
+        spec: TenantSpec,
+        tenant_id: uuid.UUID,
+        claimant: uuid.UUID | None,
+        outcome: Outcome,
+    ) -> None:
         wanted = provisioning.ManagedTenant(
             slug=spec.slug,
             name=spec.display_name,
@@ -201,13 +356,18 @@ class TenantReconciler:
             storage_quota_bytes=spec.storage.quota_bytes,
         )
         try:
-            changes = await provisioning.ensure_tenant(self.db, tenant_id, wanted)
+            changes = await provisioning.ensure_tenant(
+                self.db, tenant_id, wanted, claimant=claimant
+            )
         except provisioning.SlugConflict as exc:
             raise Refused("SlugConflict", exc.detail) from exc
+        outcome.row_applied = True
         if changes.created:
             outcome.actions.append("tenant row created")
         if changes.marked_managed:
             outcome.actions.append("tenant row marked managed")
+        if changes.claimed and not changes.created:
+            outcome.actions.append(f"tenant row claimed by Tenant {claimant}")
         if changes.updated:
             outcome.actions.append(f"tenant row updated: {', '.join(changes.updated)}")
             outcome.drift += [f"tenant.{key}" for key in changes.updated]
@@ -225,74 +385,83 @@ class TenantReconciler:
         password = (stored or {}).get("password") or token_source.token_urlsafe(24)
         login = "NOLOGIN" if spec.suspended else "LOGIN"
         limit = spec.database.connection_limit
-        conn = await asyncpg.connect(asyncpg_dsn(self.settings.migration_database_url), timeout=10)
-        try:
-            async with conn.transaction():
-                mapped = await conn.fetchval(
-                    "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1 FOR UPDATE", role
+        async with self._owner_connection() as conn, conn.transaction():
+            mapped = await conn.fetchval(
+                "SELECT tenant_id FROM tenant_db_roles WHERE role_name = $1 FOR UPDATE", role
+            )
+            live = await conn.fetchrow(LIVE_ROLE_SQL, role)
+            if mapped is not None and mapped != tenant_id:
+                raise Refused(
+                    "RoleConflict",
+                    f"role {role} belongs to another tenant ({mapped}); not taken over",
                 )
-                live = await conn.fetchrow(LIVE_ROLE_SQL, role)
-                if mapped is not None and mapped != tenant_id:
-                    raise Refused(
-                        "RoleConflict",
-                        f"role {role} belongs to another tenant ({mapped}); not taken over",
-                    )
-                if mapped is None and live is not None:
-                    raise Refused(
-                        "RoleConflict",
-                        f"role {role} exists but the operator did not make it for this tenant; "
-                        "not taken over",
-                    )
-                await self._retire_old_role(conn, tenant_id, role, outcome)
-                # DDL takes no parameters: format() quotes the identifier and literals.
-                if live is None:
+            if mapped is None and live is not None:
+                raise Refused(
+                    "RoleConflict",
+                    f"role {role} exists but the operator did not make it for this tenant; "
+                    "not taken over",
+                )
+            await self._retire_old_role(conn, tenant_id, role, outcome)
+            # DDL takes no parameters: format() quotes the identifier and literals. The
+            # password goes as its SCRAM verifier: the plaintext is in no statement.
+            if live is None:
+                await _ddl(
+                    conn,
+                    "CREATE ROLE %I WITH " + login + " NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                    "NOCREATEROLE NOREPLICATION CONNECTION LIMIT "
+                    + str(int(limit))
+                    + " PASSWORD %L",
+                    role,
+                    scram_sha256_verifier(password),
+                )
+                await _ddl(conn, "GRANT %I TO %I", reader, role)
+                outcome.actions.append(f"role {role} created")
+            else:
+                await self._repair_role(conn, spec, live, login, outcome)
+                if not (stored or {}).get("password"):
                     await _ddl(
                         conn,
-                        "CREATE ROLE %I WITH " + login + " NOSUPERUSER NOBYPASSRLS "
-                        "NOCREATEDB NOCREATEROLE CONNECTION LIMIT "
-                        + str(int(limit))
-                        + " PASSWORD %L",
+                        "ALTER ROLE %I WITH PASSWORD %L",
                         role,
-                        password,
+                        scram_sha256_verifier(password),
                     )
-                    await _ddl(conn, "GRANT %I TO %I", reader, role)
-                    outcome.actions.append(f"role {role} created")
-                else:
-                    await self._repair_role(conn, spec, live, login, outcome)
-                    if stored is None:
-                        await _ddl(conn, "ALTER ROLE %I WITH PASSWORD %L", role, password)
-                        outcome.actions.append(f"role {role} password set")
-                wanted_setting = f"app.tenant_id={tenant_id}"
-                if live is None or wanted_setting not in (live["settings"] or ""):
-                    await _ddl(conn, "ALTER ROLE %I SET app.tenant_id = %L", role, str(tenant_id))
-                    if live is not None:
-                        outcome.drift.append("app.tenant_id setting")
-                        outcome.actions.append(f"role {role} app.tenant_id restored")
-                if mapped is None:
-                    await conn.execute(
-                        "INSERT INTO tenant_db_roles (role_name, tenant_id) VALUES ($1, $2)",
-                        role,
-                        tenant_id,
-                    )
-                for group in self._platform_roles():
-                    # Also through a group (someone made the reader group a member of one).
-                    if await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, group):
-                        outcome.problems.append(f"role {role} is a member of {group}")
-        finally:
-            await conn.close()
+                    outcome.actions.append(f"role {role} password set")
+            wanted_setting = f"app.tenant_id={tenant_id}"
+            if live is None or wanted_setting not in (live["settings"] or ""):
+                await _ddl(conn, "ALTER ROLE %I SET app.tenant_id = %L", role, str(tenant_id))
+                if live is not None:
+                    outcome.drift.append("app.tenant_id setting")
+                    outcome.actions.append(f"role {role} app.tenant_id restored")
+            if mapped is None:
+                await conn.execute(
+                    "INSERT INTO tenant_db_roles (role_name, tenant_id) VALUES ($1, $2)",
+                    role,
+                    tenant_id,
+                )
+            for group in self._platform_roles():
+                # Also through a group (someone made the reader group a member of one).
+                if await conn.fetchval("SELECT pg_has_role($1, $2, 'MEMBER')", role, group):
+                    outcome.problems.append(f"role {role} is a member of {group}")
         kept = {k: v for k, v in (stored or {}).items() if k not in RETIRED_SECRET_KEYS}
         wanted = {**kept, "username": role, "password": password}
-        if stored == wanted:
-            return
-        await store.put(spec.secret_name, wanted, owner)
-        if kept != wanted:
-            outcome.actions.append(f"secret {spec.secret_name} written")
-        retired = [k for k in RETIRED_SECRET_KEYS if k in (stored or {})]
-        if retired:
-            outcome.actions.append(
-                f"secret {spec.secret_name}: {', '.join(retired)} removed "
-                "(invitations are only mailed)"
-            )
+        if stored != wanted:
+            try:
+                await store.put(spec.secret_name, wanted, owner)
+            except SecretConflict:
+                raise
+            except Exception as exc:
+                # The role's password is set and the Secret doesn't have it: the next run
+                # finds no Secret, sets a new password and writes it.
+                raise SecretUnavailable(f"writing Secret {spec.secret_name}: {exc}") from exc
+            if kept != wanted:
+                outcome.actions.append(f"secret {spec.secret_name} written")
+            retired = [k for k in RETIRED_SECRET_KEYS if k in (stored or {})]
+            if retired:
+                outcome.actions.append(
+                    f"secret {spec.secret_name}: {', '.join(retired)} removed "
+                    "(invitations are only mailed)"
+                )
+        outcome.role_ready = True
 
     def _platform_roles(self) -> list[str]:
         """Roles no tenant role may reach: owner, runtime, relay."""
@@ -319,43 +488,50 @@ class TenantReconciler:
             repairs.append(login)
         if live["rolconnlimit"] != limit:
             repairs.append(f"CONNECTION LIMIT {int(limit)}")
-        privileged = [
-            attr
-            for attr, bad in (
-                ("NOSUPERUSER", live["rolsuper"]),
-                ("NOBYPASSRLS", live["rolbypassrls"]),
-            )
-            if bad
-        ]
-        if privileged:
-            # Only a superuser can take these back; say so rather than hide it.
+        # Attributes a tenant role never has. The owner (CREATEROLE, ADMIN on the roles it
+        # made) can take back CREATEROLE; SUPERUSER, BYPASSRLS, REPLICATION and CREATEDB
+        # need a superuser (or CREATEDB itself): each is tried alone, and what stays is
+        # reported rather than hidden.
+        kept = []
+        for attribute, column in PRIVILEGED_ATTRIBUTES:
+            if not live[column]:
+                continue
             try:
                 async with conn.transaction():
-                    await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(privileged), role)
-                outcome.drift.append(f"role attributes ({' '.join(privileged)})")
+                    await _ddl(conn, f"ALTER ROLE %I WITH NO{attribute}", role)
             except asyncpg.InsufficientPrivilegeError:
-                outcome.problems.append(
-                    f"role {role} was given {' and '.join(a[2:] for a in privileged)}"
-                    " by a superuser; the operator cannot revoke it"
-                )
+                kept.append(attribute)
+                continue
+            outcome.actions.append(f"role {role} altered: NO{attribute}")
+            outcome.drift.append(f"role attributes (NO{attribute})")
+        if kept:
+            outcome.problems.append(
+                f"role {role} was given {' and '.join(kept)} by a superuser; the operator "
+                "cannot revoke it"
+            )
         if repairs:
             await _ddl(conn, "ALTER ROLE %I WITH " + " ".join(repairs), role)
             outcome.actions.append(f"role {role} altered: {' '.join(repairs)}")
             outcome.drift.append(f"role attributes ({' '.join(repairs)})")
         # Its privileges are the reader group's and nothing else: any other group (the
         # runtime role, as tenant roles were made before the reader group) is left.
-        for group in live["member_of"]:
-            if group != reader:
-                await _revoke(conn, "REVOKE %I FROM %I", group, role)
-                outcome.drift.append(f"membership in {group} revoked")
-                outcome.actions.append(f"role {role} removed from {group}")
+        # (A REVOKE of a grant someone else made only warns: the re-read below tells.)
+        others = [group for group in live["member_of"] if group != reader]
+        for group in others:
+            await _revoke(conn, "REVOKE %I FROM %I", group, role)
         if reader not in live["member_of"]:
             await _ddl(conn, "GRANT %I TO %I", reader, role)
             outcome.drift.append(f"membership in {reader}")
         for table in live["table_grants"]:
             await _revoke(conn, "REVOKE ALL ON TABLE %I FROM %I", table, role)
-            outcome.drift.append(f"privileges on {table} revoked")
         after = await conn.fetchrow(LIVE_ROLE_SQL, role)
+        for group in others:
+            if group not in after["member_of"]:
+                outcome.drift.append(f"membership in {group} revoked")
+                outcome.actions.append(f"role {role} removed from {group}")
+        for table in live["table_grants"]:
+            if table not in after["table_grants"]:
+                outcome.drift.append(f"privileges on {table} revoked")
         others = [g for g in after["member_of"] if g != reader]
         if others or after["table_grants"]:
             outcome.problems.append(
@@ -430,12 +606,28 @@ class TenantReconciler:
     async def finalize(
         self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None = None
     ) -> list[str]:
-        """Deletion: `Retain` disables the role and suspends the tenant, keeping its data;
-        `Delete` purges the tenant's rows and S3 objects and drops the role."""
+        """Deletion: `Retain` disables the role, suspends the tenant and releases this
+        Tenant object's claim on it, keeping its data; `Delete` purges the tenant's rows and
+        S3 objects and drops the role. A Tenant object (`owner`) that does not hold the
+        tenant's claim (a second claimant of the slug) removes nothing but its own Secret."""
+        async with self._slots:
+            return await self._finalize(spec, store, owner)
+
+    async def _finalize(
+        self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None
+    ) -> list[str]:
         tenant_id = tenant_id_for_slug(spec.slug)
+        claimant = _claimant(owner)
+        if claimant is not None:
+            claim = await provisioning.tenant_claim(self.db, tenant_id)
+            if claim is not None and claim.manifest_uid != claimant:
+                holder = f"Tenant {claim.manifest_uid}" if claim.manifest_uid else "no Tenant"
+                return [
+                    f"tenant {spec.slug} is managed by {holder}, not this one: its rows, "
+                    "objects and role are left alone"
+                ]
         actions: list[str] = []
-        conn = await asyncpg.connect(asyncpg_dsn(self.settings.migration_database_url), timeout=10)
-        try:
+        async with self._owner_connection() as conn:
             # The role mapped to this tenant, whatever it is called; never another's.
             role = await conn.fetchval(
                 "SELECT m.role_name FROM tenant_db_roles m JOIN pg_roles r "
@@ -446,12 +638,12 @@ class TenantReconciler:
                 if role is not None:
                     await _ddl(conn, "ALTER ROLE %I WITH NOLOGIN", role)
                     actions.append(f"role {role} disabled")
-                if await provisioning.suspend_tenant(self.db, tenant_id):
+                if await provisioning.suspend_tenant(self.db, tenant_id, claimant=claimant):
                     actions.append("tenant suspended (data retained)")
                 return actions
             actions.append(f"{await self._purge_objects(tenant_id)} S3 objects deleted")
             # Every tenant table cascades from the tenant's row.
-            if await provisioning.delete_tenant(self.db, tenant_id):
+            if await provisioning.delete_tenant(self.db, tenant_id, claimant=claimant):
                 actions.append("tenant rows purged")
             if role is not None:
                 # Ends its sessions first: a role with live connections can't be dropped.
@@ -465,8 +657,6 @@ class TenantReconciler:
                     await _ddl(conn, "DROP ROLE IF EXISTS %I", role)
                     actions.append(f"role {role} dropped")
                 await conn.execute("DELETE FROM tenant_db_roles WHERE tenant_id = $1", tenant_id)
-        finally:
-            await conn.close()
         try:
             await store.delete(spec.secret_name, owner)
         except SecretConflict as exc:
@@ -502,34 +692,104 @@ def _sent_message(email: str, expires_at: datetime) -> str:
     return f"invitation mailed to {email}; it expires at {expires_at:%Y-%m-%dT%H:%M:%SZ}"
 
 
+def _role_message(spec: TenantSpec, drift: str) -> str:
+    return f"role {spec.role_name} {'disabled (suspended)' if spec.suspended else 'can log in'}" + (
+        f"; repaired drift: {drift}" if drift else ""
+    )
+
+
+def _limits_conditions(
+    spec: TenantSpec,
+    previous: list[dict[str, Any]] | None,
+    generation: int | None,
+    failure: Failure | None = None,
+) -> list[dict[str, Any]]:
+    """QuotasApplied and RateLimitsApplied: True once the tenant's row has them; given a
+    failure before that, False (a refusal) or Unknown (the database was not reached)."""
+    quotas = (
+        f"maxUploadBytes={spec.storage.max_upload_bytes or 'default'}, "
+        f"quotaBytes={spec.storage.quota_bytes or 'default'}"
+    )
+    limits = "custom limits" if spec.rate_limits.as_policy() else "platform defaults"
+    if failure is None:
+        return [
+            condition("QuotasApplied", True, "Applied", quotas, previous, generation),
+            condition("RateLimitsApplied", True, "Applied", limits, previous, generation),
+        ]
+    state = None if failure.retryable else False
+    return [
+        condition(
+            type_,
+            state,
+            failure.reason,
+            f"{wanted} not confirmed: {failure.message}",
+            previous,
+            generation,
+        )
+        for type_, wanted in (("QuotasApplied", quotas), ("RateLimitsApplied", limits))
+    ]
+
+
 def _failed(
     outcome: Outcome,
-    reason: str,
-    message: str,
+    spec: TenantSpec,
+    failure: Failure,
     previous: list[dict[str, Any]] | None,
     generation: int | None,
 ) -> Outcome:
+    """The status of a reconcile that stopped on `failure`: every condition type, each as
+    far as this run got, and Ready=False with the failure's reason."""
     outcome.ok = False
+    outcome.failure = failure
+    reason, message = failure.reason, failure.message
+    database = (
+        condition("DatabaseReady", True, "RoleReady", _role_message(spec, ""), previous, generation)
+        if outcome.role_ready
+        else condition("DatabaseReady", False, reason, message, previous, generation)
+    )
+    # Kept as it was when this run didn't reach it: losing "mailed" would resend it.
+    invited = (
+        outcome.admin_invited
+        or next((c for c in previous or [] if c.get("type") == ADMIN_INVITED), None)
+        or condition(
+            ADMIN_INVITED,
+            None,
+            reason,
+            f"not invited yet: {message}",
+            previous,
+            generation,
+        )
+    )
     outcome.status = {
         "observedGeneration": generation,
         "conditions": [
-            condition("DatabaseReady", False, reason, message, previous, generation),
+            database,
+            *_limits_conditions(
+                spec, previous, generation, None if outcome.row_applied else failure
+            ),
             condition("Ready", False, reason, message, previous, generation),
+            invited,
         ],
     }
-    # Kept as it was when this run didn't reach it: losing "mailed" would resend it.
-    invited = outcome.admin_invited or next(
-        (c for c in previous or [] if c.get("type") == ADMIN_INVITED), None
-    )
-    if invited is not None:
-        outcome.status["conditions"].append(invited)
+    if outcome.role_ready:
+        outcome.status["secretName"] = spec.secret_name
     return outcome
 
+
+# Role attributes a tenant role never has, and their pg_roles columns.
+PRIVILEGED_ATTRIBUTES = (
+    ("SUPERUSER", "rolsuper"),
+    ("BYPASSRLS", "rolbypassrls"),
+    ("REPLICATION", "rolreplication"),
+    ("CREATEROLE", "rolcreaterole"),
+    ("CREATEDB", "rolcreatedb"),
+)
 
 # A role as it is: attributes, settings, the groups it is a direct member of, and the tables
 # it was granted anything on directly.
 LIVE_ROLE_SQL = """
-    SELECT r.rolcanlogin, r.rolconnlimit, r.rolsuper, r.rolbypassrls,
+    SELECT r.rolcanlogin, r.rolconnlimit, r.rolsuper, r.rolbypassrls, r.rolreplication,
+      r.rolcreaterole, r.rolcreatedb,
       (SELECT array_to_string(s.setconfig, ',') FROM pg_db_role_setting s
        WHERE s.setrole = r.oid AND s.setdatabase = 0) AS settings,
       ARRAY(SELECT DISTINCT g.rolname::text FROM pg_auth_members m
