@@ -7,7 +7,12 @@ import kopf
 
 from app.infra.settings import get_settings
 from courtside_operator.crd import GROUP, PLURAL, VERSION
-from courtside_operator.reconcile import Outcome, TenantReconciler, condition
+from courtside_operator.reconcile import (
+    Outcome,
+    TenantReconciler,
+    condition,
+    first_resync_delay,
+)
 from courtside_operator.secrets import KubernetesSecretStore
 from courtside_operator.spec import TenantSpec
 
@@ -97,6 +102,10 @@ async def _reconcile(
         kopf.warn(body, reason="DriftRepaired", message="; ".join(outcome.drift))
     if not outcome.ok:
         reason = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Ready")
+        if not outcome.retryable:
+            # A conflict or drift someone must resolve: no backoff loop; the timer's resync
+            # looks again (a timer's PermanentError only ends that run).
+            raise kopf.PermanentError(reason)
         # Failures stay visible in status and are retried with a growing delay.
         raise kopf.TemporaryError(reason, delay=min(300, 5 * 2 ** min(retry, 6)))
 
@@ -113,7 +122,8 @@ async def reconcile_tenant(
 @kopf.timer(
     *RESOURCE,
     interval=_settings.operator_resync_seconds,
-    initial_delay=_settings.operator_resync_seconds,
+    # Spread by uid over an interval, so all Tenants don't resync in the same second.
+    initial_delay=lambda uid, **_: first_resync_delay(uid, _settings.operator_resync_seconds),
     idle=0,
 )
 async def resync_tenant(
