@@ -13,27 +13,28 @@ from courtside_operator.reconcile import (
     condition,
     first_resync_delay,
 )
-from courtside_operator.secrets import KubernetesSecretStore
+from courtside_operator.secrets import KubernetesApi, KubernetesApiError, KubernetesSecretStore
 from courtside_operator.spec import TenantSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 FINALIZER = "courtside.dev/tenant-cleanup"
 _settings = get_settings()
-_connection: dict[str, kopf.ConnectionInfo] = {}
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """The API server: OPERATOR_KUBE_URL (tests), else in-cluster, else kubeconfig."""
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The API server: OPERATOR_KUBE_URL (tests, `kubectl proxy`: no credentials; an https
+    URL is verified against the system's CAs), else in-cluster, else kubeconfig. What this
+    returns is kopf's own connection and, through memo.kube, the Secret store's: the same
+    CA, client certificate and token (kopf calls it again when the API answers 401)."""
     info: kopf.ConnectionInfo | None
     if _settings.operator_kube_url:
-        # An emulator or a local proxy: no real credentials to present.
-        info = kopf.ConnectionInfo(server=_settings.operator_kube_url, insecure=True)
+        info = kopf.ConnectionInfo(server=_settings.operator_kube_url)
     else:
         info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
     if info is not None:
-        _connection["current"] = info
+        _kube(memo).info = info
     return info
 
 
@@ -50,19 +51,48 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.inactivity_timeout = 600
     settings.posting.level = logging.INFO
     memo.reconciler = TenantReconciler(_settings)
+    _kube(memo)  # in the operator's memo before kopf copies it for each object
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
     await memo.reconciler.close()
+    await _kube(memo).close()
 
 
-def _store() -> KubernetesSecretStore:
-    info = _connection["current"]
-    headers = {"Authorization": f"Bearer {info.token}"} if info.token else {}
-    return KubernetesSecretStore(
-        info.server, _settings.operator_namespace, headers, ssl=False if info.insecure else None
-    )
+class _Kube:
+    """The operator's way to the API server, beside kopf's own: the credentials of kopf's
+    latest login and a client over them. One per operator, in its memo (kopf gives each
+    object a shallow copy of the memo, so they all see this one and its updates)."""
+
+    def __init__(self) -> None:
+        self.info: kopf.ConnectionInfo | None = None
+        self.api: KubernetesApi | None = None
+
+    async def store(self) -> KubernetesSecretStore:
+        """A new login (a rotated token) gets a new client; the previous one is closed."""
+        if self.info is None:
+            raise KubernetesApiError("no credentials for the Kubernetes API (no login yet)")
+        api = self.api
+        if api is None or api.info is not self.info:
+            self.api = KubernetesApi(self.info)
+            if api is not None:
+                await api.close()
+        return KubernetesSecretStore(self.api, _settings.operator_namespace)
+
+    async def close(self) -> None:
+        if self.api is not None:
+            await self.api.close()
+            self.api = None
+
+
+def _kube(memo: Any) -> _Kube:
+    kube: _Kube = memo.setdefault("kube", _Kube())
+    return kube
+
+
+async def _store(memo: Any) -> KubernetesSecretStore:
+    return await _kube(memo).store()
 
 
 def _owner(body: kopf.Body) -> dict[str, Any]:
@@ -76,6 +106,17 @@ def _owner(body: kopf.Body) -> dict[str, Any]:
     }
 
 
+def _api_failure(
+    exc: KubernetesApiError, previous: list[dict[str, Any]], generation: int | None
+) -> Outcome:
+    """Ready=False with reason KubernetesApiError; the other conditions stay as they were."""
+    ready = condition("Ready", False, exc.reason, exc.message, previous, generation)
+    kept = [c for c in previous if c.get("type") != "Ready"]
+    return Outcome(
+        ok=False, status={"observedGeneration": generation, "conditions": [*kept, ready]}
+    )
+
+
 def _write_status(patch: kopf.Patch, outcome: Outcome) -> None:
     for key, value in outcome.status.items():
         patch.status[key] = value
@@ -85,13 +126,20 @@ async def _reconcile(
     body: kopf.Body, patch: kopf.Patch, memo: Any, retry: int, logger: Logger, drift_check: bool
 ) -> None:
     spec = TenantSpec.model_validate(dict(body.spec))
-    outcome = await memo.reconciler.reconcile(
-        spec,
-        _store(),
-        owner=_owner(body),
-        generation=body.meta.get("generation"),
-        previous=list(body.status.get("conditions", [])),
-    )
+    previous = list(body.status.get("conditions", []))
+    generation = body.meta.get("generation")
+    try:
+        outcome = await memo.reconciler.reconcile(
+            spec,
+            await _store(memo),
+            owner=_owner(body),
+            generation=generation,
+            previous=previous,
+        )
+    except KubernetesApiError as exc:
+        # Not the database: the API server refused (RBAC, a missing namespace) or could not
+        # be reached (TLS, network). Said as such, and retried like any failure.
+        outcome = _api_failure(exc, previous, generation)
     _write_status(patch, outcome)
     for action in outcome.actions:
         logger.info(action)
@@ -139,20 +187,22 @@ async def delete_tenant(
 ) -> None:
     spec = TenantSpec.model_validate(dict(body.spec))
     try:
-        actions = await memo.reconciler.finalize(spec, _store(), owner=_owner(body))
-    except (OSError, TimeoutError) as exc:
+        actions = await memo.reconciler.finalize(spec, await _store(memo), owner=_owner(body))
+    except (OSError, TimeoutError, KubernetesApiError) as exc:
+        api = isinstance(exc, KubernetesApiError)
+        waiting_for = "the Kubernetes API" if api else "the database"
         patch.status["conditions"] = [
             condition(
                 "Ready",
                 False,
                 "DeletionPending",
-                f"waiting for the database to delete the tenant: {exc}",
+                f"waiting for {waiting_for} to delete the tenant: {exc}",
                 list(body.status.get("conditions", [])),
                 body.meta.get("generation"),
             )
         ]
         raise kopf.TemporaryError(
-            f"database unreachable: {exc}", delay=min(300, 5 * 2 ** min(retry, 6))
+            f"{waiting_for} unreachable: {exc}", delay=min(300, 5 * 2 ** min(retry, 6))
         ) from exc
     for action in actions:
         logger.info(action)

@@ -1,11 +1,30 @@
 """`courtside operator`: the real kopf operator for Tenants."""
 
 import asyncio
+import hashlib
+import os
+import socket
 
 import kopf
 
 from app.infra.logging import configure_logging
-from app.infra.settings import get_settings
+from app.infra.settings import Settings, get_settings
+
+
+def pod_name() -> str:
+    """The pod's name: POD_ID (the chart sets it from metadata.name, as kopf's docs say; kopf
+    takes it as its peer identity), else the hostname, which is the pod's name too."""
+    return os.environ.get("POD_ID") or socket.gethostname()
+
+
+def peering_priority(settings: Settings, pod: str) -> int:
+    """kopf's priority. With peering, only the highest-priority peer works and the others
+    wait; peers sharing the highest priority all freeze (kopf's docs, "Peering"). So each
+    pod gets its own, from its name (unique among live pods), unless OPERATOR_PRIORITY says."""
+    if settings.operator_priority or not settings.operator_peering:
+        return settings.operator_priority
+    digest = hashlib.sha256(pod.encode()).digest()
+    return 1 + int.from_bytes(digest[:4], "big") % (2**31 - 2)
 
 
 def operator_kwargs() -> dict[str, object]:
@@ -15,7 +34,7 @@ def operator_kwargs() -> dict[str, object]:
         "clusterwide": True,
         "standalone": not peering,
         "peering_name": peering or None,
-        "priority": settings.operator_priority,
+        "priority": peering_priority(settings, pod_name()),
         "liveness_endpoint": f"http://0.0.0.0:{settings.operator_health_port}/healthz",
     }
 
@@ -28,4 +47,4 @@ def run_operator() -> None:
     asyncio.run(kopf.operator(**operator_kwargs()))  # type: ignore[arg-type]
 
 
-__all__ = ["run_operator", "operator_kwargs", "kopf"]
+__all__ = ["run_operator", "operator_kwargs", "peering_priority", "pod_name", "kopf"]

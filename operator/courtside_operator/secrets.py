@@ -1,13 +1,17 @@
-"""Where a tenant's database credentials are kept: a Kubernetes Secret under the operator,
-a local file for `courtside tenants apply` without a cluster."""
+"""Where a tenant's database credentials are kept: a Kubernetes Secret under the operator
+(reached with the credentials kopf's login resolved), a local file for `courtside tenants
+apply` without a cluster."""
 
 import base64
 import json
 import os
+import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
+import kopf
 
 MANAGED_BY = ("app.kubernetes.io/managed-by", "courtside-operator")
 
@@ -56,34 +60,132 @@ class FileSecretStore:
         self._path(name).unlink(missing_ok=True)
 
 
-class KubernetesSecretStore:
-    """`kubernetes.io/basic-auth` Secrets in one namespace, over the API server's REST API
-    with the operator's own credentials (kopf's login)."""
+class KubernetesApiError(Exception):
+    """The API server could not be reached (TLS, DNS, connection, timeout: `status` None)
+    or answered with an error (`status` is the HTTP status; the message has the API's)."""
+
+    reason = "KubernetesApiError"
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class KubernetesApi:
+    """The API server, reached with the credentials kopf's login resolved, as kopf's own
+    client does (kopf/_cogs/clients/auth.py): the cluster CA (`ca_path`/`ca_data`) or
+    `insecure`, a client certificate and key, a bearer token or basic auth, a proxy.
+
+    One session, opened on first use and kept (connections and TLS sessions are reused);
+    `close()` ends it. `per_request=True` opens one per request instead (callers that never
+    close it, such as tests)."""
 
     def __init__(
-        self, server: str, namespace: str, headers: dict[str, str], ssl: Any = None
+        self,
+        info: kopf.ConnectionInfo,
+        *,
+        headers: Mapping[str, str] | None = None,
+        per_request: bool = False,
+        timeout: float = 30,
     ) -> None:
-        self.base = f"{server.rstrip('/')}/api/v1/namespaces/{namespace}/secrets"
-        self.namespace = namespace
-        self.headers = headers
-        self.ssl = ssl
+        self.info = info
+        self.server = info.server.rstrip("/")
+        self.headers = {**info.as_http_headers(), **(headers or {})}
+        self.per_request = per_request
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
 
-    async def _request(
-        self, method: str, url: str, body: Any = None, content_type: str = "application/json"
+    def _new_session(self) -> aiohttp.ClientSession:
+        try:
+            tls = self.info.as_ssl_context()
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise KubernetesApiError(
+                f"cannot load the Kubernetes API's CA or client certificate: {exc}"
+            ) from exc
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls, limit=20),
+            headers=self.headers,
+            proxy=self.info.proxy_url,
+            trust_env=self.info.trust_env,
+        )
+
+    async def request(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> tuple[int, Any]:
-        headers = {**self.headers, "Content-Type": content_type}
-        async with (
-            aiohttp.ClientSession(headers=headers) as session,
-            session.request(
+        """(status, decoded JSON body or None); no answer at all is a KubernetesApiError."""
+        if self.per_request:
+            async with self._new_session() as session:
+                return await self._send(session, method, path, body, content_type)
+        if self._session is None or self._session.closed:
+            self._session = self._new_session()
+        return await self._send(self._session, method, path, body, content_type)
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+    ) -> tuple[int, Any]:
+        try:
+            async with session.request(
                 method,
-                url,
+                self.server + path,
                 data=json.dumps(body) if body is not None else None,
-                ssl=self.ssl,
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as response,
-        ):
-            text = await response.text()
-            return response.status, (json.loads(text) if text else None)
+                headers={"Content-Type": content_type},
+                timeout=self.timeout,
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except aiohttp.ClientSSLError as exc:
+            raise KubernetesApiError(
+                f"TLS with the Kubernetes API at {self.server} failed: {exc}"
+            ) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise KubernetesApiError(
+                f"Kubernetes API at {self.server} unreachable: {type(exc).__name__} {exc}"
+            ) from exc
+        try:
+            return status, (json.loads(text) if text else None)
+        except ValueError:
+            return status, {"message": text[:200]}
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _api_error(method: str, path: str, status: int, body: Any) -> KubernetesApiError:
+    """An error answer, with what the API server said (a metav1.Status: reason, message)."""
+    said = body if isinstance(body, dict) else {}
+    detail = ": ".join(str(said[k]) for k in ("reason", "message") if said.get(k))
+    return KubernetesApiError(
+        f"the Kubernetes API answered {method} {path} with HTTP {status}"
+        + (f" {detail}" if detail else ""),
+        status=status,
+    )
+
+
+class KubernetesSecretStore:
+    """`kubernetes.io/basic-auth` Secrets in one namespace, over the API server's REST API
+    with the operator's own credentials (kopf's login, through `api`). A plain URL is taken
+    for an API without credentials or TLS (an emulator, `kubectl proxy`). Any failure to
+    talk to the API server is a KubernetesApiError."""
+
+    def __init__(
+        self,
+        api: KubernetesApi | str,
+        namespace: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(api, str):
+            api = KubernetesApi(kopf.ConnectionInfo(server=api), headers=headers, per_request=True)
+        self.api = api
+        self.path = f"/api/v1/namespaces/{namespace}/secrets"
+        self.namespace = namespace
 
     def _check_ours(self, name: str, secret: dict[str, Any], owner: dict[str, Any] | None) -> None:
         """Ours: our label, and (given an owner) a controller reference to this Tenant."""
@@ -101,11 +203,11 @@ class KubernetesSecretStore:
             )
 
     async def _fetch(self, name: str) -> dict[str, Any] | None:
-        status, body = await self._request("GET", f"{self.base}/{name}")
+        status, body = await self.api.request("GET", f"{self.path}/{name}")
         if status == 404:
             return None
         if status >= 400:
-            raise RuntimeError(f"reading Secret {name}: HTTP {status}")
+            raise _api_error("GET", f"{self.path}/{name}", status, body)
         return dict(body)
 
     async def get(self, name: str, owner: dict[str, Any] | None = None) -> dict[str, str] | None:
@@ -129,11 +231,14 @@ class KubernetesSecretStore:
             },
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
-        status, _ = await self._request("POST", self.base, secret)
+        method, path = "POST", self.path
+        status, body = await self.api.request(method, path, secret)
         if status == 409:
             current = await self._fetch(name)
             if current is None:
-                raise RuntimeError(f"writing Secret {name}: it was deleted meanwhile")
+                raise KubernetesApiError(
+                    f"writing Secret {self.namespace}/{name}: it was deleted meanwhile", 409
+                )
             self._check_ours(name, current, owner)
             # Only the version just checked: a Secret replaced meanwhile makes this a 409.
             secret["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
@@ -143,11 +248,12 @@ class KubernetesSecretStore:
                 **{key: None for key in current.get("data") or {} if key not in data},
                 **secret["data"],
             }
-            status, _ = await self._request(
-                "PATCH", f"{self.base}/{name}", secret, "application/merge-patch+json"
+            method, path = "PATCH", f"{self.path}/{name}"
+            status, body = await self.api.request(
+                method, path, secret, "application/merge-patch+json"
             )
         if status >= 400:
-            raise RuntimeError(f"writing Secret {name}: HTTP {status}")
+            raise _api_error(method, path, status, body)
 
     async def delete(self, name: str, owner: dict[str, Any] | None = None) -> None:
         current = await self._fetch(name)
@@ -156,6 +262,6 @@ class KubernetesSecretStore:
         self._check_ours(name, current, owner)
         uid = current["metadata"].get("uid")
         options = {"preconditions": {"uid": uid}} if uid else None
-        status, _ = await self._request("DELETE", f"{self.base}/{name}", options)
+        status, body = await self.api.request("DELETE", f"{self.path}/{name}", options)
         if status >= 400 and status != 404:
-            raise RuntimeError(f"deleting Secret {name}: HTTP {status}")
+            raise _api_error("DELETE", f"{self.path}/{name}", status, body)

@@ -3,6 +3,7 @@ PostgreSQL, Redis and S3."""
 
 import asyncio
 import base64
+import contextlib
 import threading
 import uuid
 
@@ -30,32 +31,45 @@ async def cluster():
         emulator.serve(
             "courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"}
         )
+        emulator.serve("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
         yield emulator, str(server.url)
+
+
+@contextlib.asynccontextmanager
+async def running_operator(**kwargs):
+    """The real kopf operator with our handlers, in its own thread and event loop, as in
+    production: kopf stops every task it didn't start when it exits, which would include
+    the test's own. `kwargs` go to kopf.operator (default: cluster-wide, standalone)."""
+    import courtside_operator.handlers  # noqa: F401 - registers the handlers
+    import kopf
+
+    stop, ready = threading.Event(), threading.Event()
+    options = {"clusterwide": True, "standalone": True, **kwargs}
+    thread = threading.Thread(
+        target=asyncio.run,
+        daemon=True,
+        args=(kopf.operator(stop_flag=stop, ready_flag=ready, **options),),
+    )
+    thread.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, 30)
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 30)
+    assert not thread.is_alive()
 
 
 @pytest.fixture
 async def operator(cluster, settings, monkeypatch):
-    import kopf
     from courtside_operator import handlers
 
     _, url = cluster
     monkeypatch.setattr(
         handlers, "_settings", settings.model_copy(update={"operator_kube_url": url})
     )
-    # Its own thread and event loop, as in production: kopf stops every task it didn't
-    # start when it exits, which would include the test's own.
-    stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=asyncio.run,
-        daemon=True,
-        args=(kopf.operator(clusterwide=True, standalone=True, stop_flag=stop, ready_flag=ready),),
-    )
-    thread.start()
-    assert await asyncio.to_thread(ready.wait, 30)
-    yield url
-    stop.set()
-    await asyncio.to_thread(thread.join, 30)
-    assert not thread.is_alive()
+    async with running_operator():
+        yield url
 
 
 async def _until(check, timeout=30.0):
@@ -198,3 +212,78 @@ async def test_courtside_operator_command_runs_the_operator(cluster, services, s
         )
         is True
     )
+
+
+async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch, caplog):
+    """The chart's peering: two replicas share a ClusterKopfPeering, each with the priority
+    its pod name gives it. Equal priorities would freeze both (kopf's docs); distinct ones
+    leave the higher at work and the other paused, and the Tenant gets Ready."""
+    from courtside_operator import handlers
+    from courtside_operator.main import peering_priority
+
+    _, url = cluster
+    peered = settings.model_copy(
+        update={"operator_kube_url": url, "operator_peering": "courtside", "operator_priority": 0}
+    )
+    monkeypatch.setattr(handlers, "_settings", peered)
+    low, high = sorted(
+        peering_priority(peered, f"courtside-operator-5d8f7c9b4-{pod}")
+        for pod in ("x2kqp", "7hmzt")
+    )
+    assert low != high
+    caplog.set_level("INFO", logger="kopf")
+    slug = f"peer-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=url) as k8s:
+        made = await k8s.post(
+            "/apis/kopf.dev/v1/clusterkopfpeerings",
+            json={
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": "courtside"},
+            },
+        )
+        assert made.status_code in (200, 201), made.text
+        peer = {"standalone": False, "peering_name": "courtside"}
+        async with running_operator(**peer, priority=low), running_operator(**peer, priority=high):
+
+            async def both_seen():
+                peering = (await k8s.get("/apis/kopf.dev/v1/clusterkopfpeerings/courtside")).json()
+                found = peering.get("status") or {}
+                paused = "Pausing operations in favour of" in caplog.text
+                return found if len(found) == 2 and paused else None
+
+            peers = await _until(both_seen)
+            assert sorted(p["priority"] for p in peers.values()) == [low, high]
+            assert "Pausing all operators" not in caplog.text
+            created = await k8s.post(TENANTS, json=manifest(slug))
+            assert created.status_code in (200, 201), created.text
+
+            async def ready():
+                status = (await k8s.get(f"{TENANTS}/{slug}")).json().get("status", {})
+                return any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in status.get("conditions", [])
+                )
+
+            await _until(ready)
+
+
+def test_each_peered_pod_gets_a_priority_of_its_own(settings, monkeypatch):
+    from courtside_operator import main
+
+    def kwargs(pod, **values):
+        monkeypatch.setenv("POD_ID", pod)
+        monkeypatch.setattr(main, "get_settings", lambda: settings.model_copy(update=values))
+        return main.operator_kwargs()
+
+    alone = kwargs("courtside-operator-0", operator_peering="", operator_priority=0)
+    assert (alone["standalone"], alone["peering_name"], alone["priority"]) == (True, None, 0)
+    pods = [f"courtside-operator-5d8f7c9b4-{n:05d}" for n in range(50)]
+    priorities = [kwargs(pod, operator_peering="courtside", operator_priority=0) for pod in pods]
+    assert {p["standalone"] for p in priorities} == {False}
+    assert {p["peering_name"] for p in priorities} == {"courtside"}
+    assert len({p["priority"] for p in priorities}) == len(pods)
+    # The same pod keeps its priority (a restarted container is still the same peer).
+    assert kwargs(pods[0], operator_peering="courtside")["priority"] == priorities[0]["priority"]
+    # An explicit OPERATOR_PRIORITY wins.
+    assert kwargs(pods[0], operator_peering="courtside", operator_priority=7)["priority"] == 7
