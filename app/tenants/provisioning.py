@@ -33,8 +33,7 @@ from app.tenants.models import Invitation, Role, Tenant, TenantMembership
 TENANT_ID_NAMESPACE = uuid.UUID("6f1d9a52-8a4e-4d65-9b0e-0c6c3e3c7a11")
 
 
-# The primary key's name: PostgreSQL's default (the migrations'), or the models' convention.
-TENANTS_PRIMARY_KEY = ("tenants_pkey", "pk_tenants")
+TENANTS_PRIMARY_KEY = "pk_tenants"  # app.infra.db's naming convention, as migrated
 
 
 def tenant_id_for_slug(slug: str) -> uuid.UUID:
@@ -98,7 +97,7 @@ async def ensure_tenant(
     try:
         return await _ensure_tenant(db, tenant_id, tenant, claimant)
     except IntegrityError as exc:
-        if not any(name in str(exc.orig) for name in TENANTS_PRIMARY_KEY):
+        if TENANTS_PRIMARY_KEY not in str(exc.orig):
             raise
     # Another claimant inserted this id between our read and our insert: read it again,
     # now that it exists (a row it claimed raises SlugClaimed).

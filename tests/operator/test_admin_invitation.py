@@ -8,11 +8,12 @@ import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 import kmock
 import pytest
 from courtside_operator.reconcile import TenantReconciler
-from courtside_operator.secrets import KubernetesSecretStore
+from courtside_operator.secrets import FileSecretStore, KubernetesSecretStore
 
 from app.auth.security import OpaqueToken
 from app.tenants.provisioning import tenant_id_for_slug
@@ -20,7 +21,7 @@ from courtside.local.devstack import free_port
 from tests.factories import INVITATION_SUBJECT, mails_to, next_mail, token_in
 from tests.k8s_emulator import ClusterEmulator
 from tests.operator.conftest import make_spec
-from tests.operator.test_reconcile import conditions
+from tests.operator.test_reconcile import conditions, role_dsn
 
 NAMESPACE = "courtside"
 SECRETS = f"/api/v1/namespaces/{NAMESPACE}/secrets"
@@ -209,3 +210,46 @@ async def test_once_the_admin_has_joined_nothing_is_mailed(reconciler, store, cl
     assert (invited["status"], invited["reason"]) == ("True", "AdminIsMember")
     assert len(mails_to(spec.admin_email)) == 1
     assert first.ok
+
+
+class SecretWriteRefused(FileSecretStore):
+    """A store whose writes fail, as an API server that refuses or can't be reached."""
+
+    async def put(self, name, data, owner):
+        raise RuntimeError("HTTP 503 from the API server")
+
+
+async def test_a_failed_secret_write_is_not_ready_and_the_next_reconcile_recovers(
+    reconciler, tmp_path, settings, superuser_conn, client
+):
+    spec = make_spec()
+    refused = SecretWriteRefused(tmp_path / "secrets")
+    failed = await reconciler.reconcile(spec, refused, generation=1)
+    assert failed.ok is False and failed.retryable
+    state = conditions(failed)
+    assert (state["Ready"]["status"], state["Ready"]["reason"]) == ("False", "SecretUnavailable")
+    assert "HTTP 503" in state["Ready"]["message"]
+    # No invitation before the credentials are stored: nothing half-made to accept.
+    assert state["AdminInvited"]["status"] == "Unknown"
+    assert await invitation_row(superuser_conn, spec) is None
+    assert mails_to(spec.admin_email) == []
+
+    working = FileSecretStore(tmp_path / "secrets")
+    recovered = await reconciler.reconcile(
+        spec, working, generation=1, previous=failed.status["conditions"]
+    )
+    assert recovered.ok
+    assert f"role {spec.role_name} password set" in recovered.actions
+    state = conditions(recovered)
+    assert state["Ready"]["status"] == "True"
+    assert (state["AdminInvited"]["status"], state["AdminInvited"]["reason"]) == (
+        "True",
+        "InvitationSent",
+    )
+    # The Secret's password is the role's, and the mailed invitation is the admin's.
+    secret = await working.get(spec.secret_name)
+    conn = await asyncpg.connect(role_dsn(settings, secret["username"], secret["password"]))
+    await conn.close()
+    token = token_in(await next_mail(spec.admin_email, INVITATION_SUBJECT))
+    joined = await client.post(ACCEPT, json={"token": token, "password": "the admin's own"})
+    assert joined.status_code == 201, joined.text

@@ -219,3 +219,122 @@ async def test_a_role_under_the_old_cut_name_is_replaced(reconciler, store, supe
     assert [r["role_name"] for r in roles] == [spec.role_name]
     assert await superuser_conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", old) is None
     assert (await store.get(spec.secret_name))["username"] == spec.role_name
+
+
+def tenant_object(spec) -> dict:
+    """The ownerReference a Tenant object (a fresh metadata.uid) hands the reconciler."""
+    return {
+        "apiVersion": "courtside.dev/v1",
+        "kind": "Tenant",
+        "name": spec.slug,
+        "uid": str(uuid.uuid4()),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+async def _role_can_log_in(conn, role) -> bool | None:
+    return await conn.fetchval("SELECT rolcanlogin FROM pg_roles WHERE rolname = $1", role)
+
+
+async def test_a_second_tenant_object_for_a_slug_is_refused_and_changes_nothing(
+    reconciler, store, superuser_conn
+):
+    spec = make_spec()
+    first = tenant_object(spec)
+    assert (await reconciler.reconcile(spec, store, owner=first)).ok
+    secret = await store.get(spec.secret_name)
+    # Another object naming the same slug, with other wishes.
+    second_spec = make_spec(slug=spec.slug, displayName="Takeover", suspended=True)
+    outcome = await reconciler.reconcile(second_spec, store, owner=tenant_object(spec))
+    ready = conditions(outcome)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "SlugClaimed")
+    assert first["uid"] in ready["message"]
+    assert outcome.retryable is False and outcome.actions == []
+    row = await superuser_conn.fetchrow(
+        "SELECT name, suspended, manifest_uid FROM tenants WHERE id = $1",
+        tenant_id_for_slug(spec.slug),
+    )
+    assert (row["name"], row["suspended"], str(row["manifest_uid"])) == (
+        "Club",
+        False,
+        first["uid"],
+    )
+    assert await _role_can_log_in(superuser_conn, spec.role_name) is True
+    assert await store.get(spec.secret_name) == secret
+    # The first object goes on reconciling as before.
+    assert (await reconciler.reconcile(spec, store, owner=first)).ok
+
+
+async def test_deleting_the_second_claimant_leaves_the_first_ones_tenant_alone(
+    reconciler, store, superuser_conn, settings
+):
+    spec = make_spec(deletionPolicy="Delete")
+    first = tenant_object(spec)
+    await reconciler.reconcile(spec, store, owner=first)
+    second = tenant_object(spec)
+    await reconciler.reconcile(spec, store, owner=second)
+    for policy in ("Delete", "Retain"):
+        actions = await reconciler.finalize(
+            make_spec(slug=spec.slug, deletionPolicy=policy), store, owner=second
+        )
+        assert actions == [
+            f"tenant {spec.slug} is managed by Tenant {first['uid']}, not this one: its rows, "
+            "objects and role are left alone"
+        ]
+    tenant_id = tenant_id_for_slug(spec.slug)
+    assert await superuser_conn.fetchval(
+        "SELECT NOT suspended FROM tenants WHERE id = $1", tenant_id
+    )
+    assert await _role_can_log_in(superuser_conn, spec.role_name) is True
+    assert await _pinned_tenant_of(settings, store, spec) == {tenant_id}
+    # The first object's own deletion still purges.
+    actions = await reconciler.finalize(spec, store, owner=first)
+    assert "tenant rows purged" in actions
+    assert await superuser_conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id) is None
+
+
+async def test_a_tenant_retained_by_its_deleted_object_is_taken_over_by_a_new_one(
+    reconciler, store, superuser_conn
+):
+    spec = make_spec()
+    old = tenant_object(spec)
+    await reconciler.reconcile(spec, store, owner=old)
+    await reconciler.finalize(spec, store, owner=old)  # Retain: suspended, claim released
+    assert await _role_can_log_in(superuser_conn, spec.role_name) is False
+    recreated = tenant_object(spec)
+    outcome = await reconciler.reconcile(spec, store, owner=recreated)
+    assert outcome.ok, outcome.status
+    assert f"tenant row claimed by Tenant {recreated['uid']}" in outcome.actions
+    assert await _role_can_log_in(superuser_conn, spec.role_name) is True
+    assert (
+        str(
+            await superuser_conn.fetchval(
+                "SELECT manifest_uid FROM tenants WHERE id = $1", tenant_id_for_slug(spec.slug)
+            )
+        )
+        == recreated["uid"]
+    )
+
+
+async def test_two_objects_claiming_a_new_slug_at_once_get_one_owner(
+    reconciler, store, superuser_conn
+):
+    import asyncio
+
+    spec = make_spec()
+    owners = [tenant_object(spec), tenant_object(spec)]
+    outcomes = await asyncio.gather(
+        *(reconciler.reconcile(spec, store, owner=owner) for owner in owners)
+    )
+    reasons = sorted(conditions(o)["Ready"]["reason"] for o in outcomes)
+    assert reasons == ["Reconciled", "SlugClaimed"]
+    winner = owners[[o.ok for o in outcomes].index(True)]
+    assert (
+        str(
+            await superuser_conn.fetchval(
+                "SELECT manifest_uid FROM tenants WHERE id = $1", tenant_id_for_slug(spec.slug)
+            )
+        )
+        == winner["uid"]
+    )

@@ -276,3 +276,117 @@ async def test_an_unreachable_database_is_reported_not_hidden(settings, store):
     assert state["Ready"]["reason"] == "DatabaseUnreachable"
     with pytest.raises(OSError):
         await reconciler.finalize(make_spec(), store)
+
+
+class RecordingProxy:
+    """A TCP proxy in front of PostgreSQL that keeps every byte the client sends: what
+    the server (and any statement log, or pg_stat_statements) could ever see."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.sent = bytearray()
+        self.server: asyncio.Server | None = None
+
+    async def _pipe(self, reader, writer, record: bool) -> None:
+        try:
+            while data := await reader.read(65536):
+                if record:
+                    self.sent += data
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _serve(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection(*self.target)
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer, record=True),
+            self._pipe(server_reader, client_writer, record=False),
+        )
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def __aexit__(self, *_) -> None:
+        self.server.close()
+
+
+async def test_role_passwords_reach_postgres_only_as_scram_verifiers(
+    settings, store, superuser_conn
+):
+    url = make_url(settings.migration_database_url)
+    proxy = RecordingProxy(url.host, url.port)
+    async with proxy as port:
+        through_proxy = settings.model_copy(
+            update={
+                "migration_database_url": url.set(host="127.0.0.1", port=port).render_as_string(
+                    hide_password=False
+                )
+            }
+        )
+        reconciler = TenantReconciler(through_proxy)
+        try:
+            spec = make_spec()
+            assert (await reconciler.reconcile(spec, store)).ok  # CREATE ROLE … PASSWORD
+            created = (await store.get(spec.secret_name))["password"]
+            (store.folder / f"{spec.secret_name}.json").unlink()  # lost: a new password
+            again = await reconciler.reconcile(spec, store)  # ALTER ROLE … PASSWORD
+            assert f"role {spec.role_name} password set" in again.actions
+            altered = (await store.get(spec.secret_name))["password"]
+        finally:
+            await reconciler.close()
+    assert altered != created
+    assert b"CREATE ROLE" in proxy.sent and b"ALTER ROLE" in proxy.sent  # the proxy saw DDL
+    for password in (created, altered):
+        assert password.encode() not in proxy.sent
+    verifier = await superuser_conn.fetchval(
+        "SELECT rolpassword FROM pg_authid WHERE rolname = $1", spec.role_name
+    )
+    assert verifier.startswith("SCRAM-SHA-256$4096:")
+    assert verifier.encode() in proxy.sent  # what was sent is what is stored
+    conn = await asyncpg.connect(role_dsn(settings, spec.role_name, altered))
+    assert await conn.fetchval("SELECT current_user") == spec.role_name
+    await conn.close()
+
+
+async def test_createrole_given_by_a_superuser_is_taken_back(reconciler, store, superuser_conn):
+    spec = make_spec()
+    await reconciler.reconcile(spec, store)
+    await superuser_conn.execute(f"ALTER ROLE {spec.role_name} CREATEROLE")
+    outcome = await reconciler.reconcile(spec, store)
+    assert outcome.ok, outcome.problems
+    assert "role attributes (NOCREATEROLE)" in outcome.drift
+    assert not await superuser_conn.fetchval(
+        "SELECT rolcreaterole FROM pg_roles WHERE rolname = $1", spec.role_name
+    )
+
+
+@pytest.mark.parametrize("attribute", ["CREATEDB", "REPLICATION"])
+async def test_attributes_only_a_superuser_can_take_back_are_reported(
+    reconciler, store, superuser_conn, attribute
+):
+    """The owner role has neither (NOCREATEDB, not a superuser): it can't revoke them."""
+    spec = make_spec()
+    await reconciler.reconcile(spec, store)
+    await superuser_conn.execute(f"ALTER ROLE {spec.role_name} {attribute}")
+    outcome = await reconciler.reconcile(spec, store)
+    ready = conditions(outcome)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "DriftNotRepairable")
+    assert f"was given {attribute} by a superuser" in ready["message"]
+    assert outcome.retryable is False  # the resync reports it until someone acts
+
+
+async def test_a_membership_only_a_superuser_can_revoke_is_reported(
+    reconciler, store, superuser_conn
+):
+    spec = make_spec()
+    await reconciler.reconcile(spec, store)
+    await superuser_conn.execute(f"GRANT pg_read_all_data TO {spec.role_name}")
+    outcome = await reconciler.reconcile(spec, store)
+    ready = conditions(outcome)["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "DriftNotRepairable")
+    assert "keeps membership in pg_read_all_data" in ready["message"]
+    assert "membership in pg_read_all_data revoked" not in outcome.drift
