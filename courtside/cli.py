@@ -208,6 +208,21 @@ def _tenant_commands() -> Any:
     return tenant_commands
 
 
+def _check_manifest_files(filenames: tuple[Path, ...]) -> None:
+    """Refuse an unreadable file, broken YAML or a document that is not an object before
+    anything is applied (as kubectl does), with the reason instead of a traceback."""
+    import yaml
+
+    for path in filenames:
+        try:
+            documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            sys.exit(f"error: {path}: {exc}")
+        for doc in documents:
+            if not isinstance(doc, dict):
+                sys.exit(f"error: {path}: a manifest is an object, not a {type(doc).__name__}")
+
+
 @tenants.command("apply")
 @click.option(
     "-f",
@@ -220,6 +235,7 @@ def _tenant_commands() -> Any:
 )
 def tenants_apply(filenames: tuple[Path, ...]) -> None:
     """Validate and reconcile Tenant manifests."""
+    _check_manifest_files(filenames)
     commands = _tenant_commands()
     settings = _settings()
     state = commands.LocalState(Path(settings.operator_state_dir))

@@ -200,3 +200,29 @@ def test_tenants_apply_rejects_a_typo_without_a_traceback(tmp_path):
     assert 'did you mean "suspended"' in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "state" / "typo-club.yaml").exists()  # nothing applied
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("apiVersion: courtside.dev/v1\nmetadata: {name: x\n", "expected ',' or '}'"),
+        ("- just\n- a list\n", "a manifest is an object, not a list"),
+        (None, "No such file or directory"),
+    ],
+    ids=["broken-yaml", "not-an-object", "missing-file"],
+)
+def test_tenants_apply_explains_a_file_it_cannot_read(tmp_path, content, message):
+    path = tmp_path / "tenant.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "courtside.cli", "tenants", "apply", "-f", str(path)],
+        env={**os.environ, "OPERATOR_STATE_DIR": str(tmp_path / "state")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES.parents[1],
+    )
+    assert result.returncode == 1
+    assert f"error: {path}: " in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
