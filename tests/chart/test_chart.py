@@ -344,7 +344,7 @@ def test_skaffold_config_matches_the_upstream_schema():
     validator = jsonschema.Draft7Validator(schema)
     assert list(validator.iter_errors(config)) == []
     assert config["apiVersion"] == "skaffold/v4beta14"
-    assert [p["name"] for p in config["profiles"]] == ["production"]
+    assert [p["name"] for p in config["profiles"]] == ["keda", "production"]
     release = config["manifests"]["helm"]["releases"][0]
     assert release["chartPath"] == "charts/courtside"
     assert (ROOT / release["valuesFiles"][0]).exists()

@@ -120,3 +120,25 @@ topologySpreadConstraints:
 {{- fail (printf "secrets.%s is required: set it (32+ random characters), set secrets.generate=true to generate one that is kept across upgrades, or name an existingSecret that holds it" .key) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The command of a long-running courtside container: include with (dict "ctx" .
+"args" (list "worker" "media")) at the container's indentation. Normally just its args
+(the image's entrypoint is `courtside`). With devLoop.enabled (values-dev.yaml, an image
+built with the "local" extra, which carries the sources in /opt/courtside/src): the process
+runs from a copy of the sources on the writable /tmp, made once per pod (so files skaffold
+synced survive a container restart), and watchfiles restarts it on every change. */}}
+{{- define "courtside.command" -}}
+{{- if .ctx.Values.devLoop.enabled -}}
+command:
+  - sh
+  - -c
+  - >-
+    [ -d /tmp/src ] || cp -R /opt/courtside/src /tmp/src &&
+    export PYTHONPATH=/tmp/src:/tmp/src/operator &&
+    exec watchfiles --filter python --target-type command "courtside $*" /tmp/src
+  - courtside-dev
+args: {{ toJson .args }}
+{{- else -}}
+args: {{ toJson .args }}
+{{- end -}}
+{{- end -}}
