@@ -52,6 +52,7 @@ RESOURCES = [
     ("keda.sh/v1alpha1/scaledjobs", "ScaledJob", True),
     ("keda.sh/v1alpha1/triggerauthentications", "TriggerAuthentication", True),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
+    ("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", False),
 ]
 
 
