@@ -48,8 +48,21 @@ def values_file(name: str) -> dict:
     return yaml.safe_load((CHART / name).read_text()) if name else {}
 
 
-# The chart's defaults plus the one choice it insists on: where the JWT secrets come from.
-DEFAULT_INSTALL = {"secrets": {"generate": True}}
+# The chart's defaults plus what it insists on: where the JWT secrets come from, the
+# database and Redis URLs and the queues (tests/chart/test_install.py: required values).
+DEFAULT_INSTALL = {
+    "secrets": {
+        "generate": True,
+        "DATABASE_URL": "postgresql+asyncpg://courtside_app:app@db:5432/courtside",
+        "MIGRATION_DATABASE_URL": "postgresql+asyncpg://courtside_owner:owner@db:5432/courtside",
+        "RELAY_DATABASE_URL": "postgresql+asyncpg://courtside_relay:relay@db:5432/courtside",
+        "REDIS_URL": "redis://redis:6379/0",
+    },
+    "config": {
+        "sqsNotificationsQueueUrl": "https://sqs.us-east-1.amazonaws.com/1/notifications",
+        "sqsMediaQueueUrl": "https://sqs.us-east-1.amazonaws.com/1/media",
+    },
+}
 
 
 @cache
@@ -419,8 +432,9 @@ def test_generated_jwt_secrets_are_random_and_kept_across_upgrades():
     result = run_render(DEFAULT_INSTALL, DEFAULT_INSTALL)
     assert result.returncode == 0, result.stderr[-3000:]
     installed, upgraded = (release_secret(step) for step in json.loads(result.stdout))
-    assert set(installed) == {"JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET"}
-    assert all(len(value) >= 32 for value in installed.values())
+    jwt = {"JWT_ACCESS_SECRET", "JWT_REFRESH_SECRET"}
+    assert jwt <= set(installed)
+    assert all(len(installed[key]) >= 32 for key in jwt)
     assert installed["JWT_ACCESS_SECRET"] != installed["JWT_REFRESH_SECRET"]
     assert upgraded == installed  # read back with `lookup`: tokens survive an upgrade
     # Another release gets its own.
@@ -428,7 +442,9 @@ def test_generated_jwt_secrets_are_random_and_kept_across_upgrades():
 
 
 def test_an_existing_secret_means_the_chart_makes_none():
-    objects = json.loads(run_render({"existingSecret": "courtside-prod"}).stdout)
+    objects = json.loads(
+        run_render({"existingSecret": "courtside-prod", "config": DEFAULT_INSTALL["config"]}).stdout
+    )
     assert by_kind(objects, "Secret") == []
     for obj, pod in pod_specs(objects):
         for container in pod["containers"]:

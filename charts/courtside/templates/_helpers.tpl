@@ -121,6 +121,92 @@ topologySpreadConstraints:
 {{- end -}}
 {{- end -}}
 
+{{/* The pod-level imagePullSecrets of every pod the chart makes (values.imagePullSecrets,
+[{name: ...}]): include it at the pod spec's indentation with nindent. */}}
+{{- define "courtside.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* "true" when the KEDA objects are rendered: keda.enabled, and the cluster serves
+keda.sh/v1alpha1 (else the install would fail on an unknown kind), unless
+keda.skipCapabilityCheck says it will (helm template, GitOps tools without the API list). */}}
+{{- define "courtside.kedaEnabled" -}}
+{{- if and .Values.keda.enabled (or .Values.keda.skipCapabilityCheck (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Values without which the release installs but cannot work: the render fails naming
+them. With existingSecret the Secret's keys are the operator's business (the chart cannot
+read them at render time). */}}
+{{- define "courtside.requiredValues" -}}
+{{- if not .Values.existingSecret }}
+{{- $_ := required "secrets.DATABASE_URL is required (the runtime role's URL, postgresql+asyncpg://...): set it, or name an existingSecret that holds it" .Values.secrets.DATABASE_URL }}
+{{- $_ := required "secrets.REDIS_URL is required: set it, or name an existingSecret that holds it" .Values.secrets.REDIS_URL }}
+{{- if or .Values.migrations.enabled .Values.operator.enabled }}
+{{- $_ := required "secrets.MIGRATION_DATABASE_URL is required (the owner role's URL, for the migrations and the operator): set it, or name an existingSecret that holds it" .Values.secrets.MIGRATION_DATABASE_URL }}
+{{- end }}
+{{- if or .Values.workers.outboxRelay.enabled .Values.workers.scheduler.enabled }}
+{{- $_ := required "secrets.RELAY_DATABASE_URL is required (the relay role's URL, for the outbox relay and the scheduler): set it, or name an existingSecret that holds it" .Values.secrets.RELAY_DATABASE_URL }}
+{{- end }}
+{{- end }}
+{{- /* The relay publishes to both queues; each consumer reads its own. */}}
+{{- if or .Values.workers.outboxRelay.enabled .Values.workers.notifications.enabled }}
+{{- $_ := required "config.sqsNotificationsQueueUrl is required when workers.outboxRelay or workers.notifications is enabled" .Values.config.sqsNotificationsQueueUrl }}
+{{- end }}
+{{- if or .Values.workers.outboxRelay.enabled .Values.workers.media.enabled }}
+{{- $_ := required "config.sqsMediaQueueUrl is required when workers.outboxRelay or workers.media is enabled" .Values.config.sqsMediaQueueUrl }}
+{{- end }}
+{{- if and .Values.api.gateway.enabled (not .Values.api.gateway.parentRefs) }}
+{{- fail "api.gateway.parentRefs is required when api.gateway.enabled: name the Gateway (and listener sectionName) the HTTPRoute attaches to" }}
+{{- end }}
+{{- end -}}
+
+{{/* The API's fewest replicas: the HPA's minimum, or the fixed count. */}}
+{{- define "courtside.apiMinReplicas" -}}
+{{- if .Values.api.autoscaling.enabled }}{{ .Values.api.autoscaling.minReplicas | default 1 }}{{ else }}{{ .Values.api.replicaCount }}{{ end -}}
+{{- end -}}
+
+{{/* The worst-case PostgreSQL connection count of the release, as a dict of lines
+(component: connections) plus "total"; NOTES.txt prints it. Pool sizes come from
+values.database; the fixed ones from the code: the outbox relay's pool of 4 plus its LISTEN
+connection (workers/outbox_relay.py), the scheduler's one connection (workers/scheduler.py),
+the operator's pool of 2 + 2 overflow (operator/courtside_operator/reconcile.py), and the
+migrations' one. */}}
+{{- define "courtside.connectionBudget" -}}
+{{- $db := .Values.database }}
+{{- $perApi := add $db.api.poolSize $db.api.maxOverflow $db.api.readPoolSize }}
+{{- $apiMax := .Values.api.autoscaling.enabled | ternary .Values.api.autoscaling.maxReplicas .Values.api.replicaCount }}
+{{- $perWorker := add $db.workers.poolSize $db.workers.maxOverflow }}
+{{- $keda := include "courtside.kedaEnabled" . }}
+{{- $lines := list (dict "name" "api" "pods" $apiMax "each" $perApi) }}
+{{- range $key := list "notifications" "media" }}
+{{- $worker := index $.Values.workers $key }}
+{{- if $worker.enabled }}
+{{- $pods := eq $keda "true" | ternary (index $.Values.keda $key "maxReplicaCount") $worker.replicaCount }}
+{{- $lines = append $lines (dict "name" (printf "worker %s" $key) "pods" $pods "each" $perWorker) }}
+{{- end }}
+{{- end }}
+{{- with .Values.workers.outboxRelay }}{{ if .enabled }}
+{{- $lines = append $lines (dict "name" "worker outbox-relay" "pods" .replicaCount "each" 5) }}
+{{- end }}{{ end }}
+{{- with .Values.workers.scheduler }}{{ if .enabled }}
+{{- $lines = append $lines (dict "name" "worker scheduler" "pods" .replicaCount "each" 1) }}
+{{- end }}{{ end }}
+{{- if .Values.operator.enabled }}
+{{- $lines = append $lines (dict "name" "operator" "pods" .Values.operator.replicaCount "each" 4) }}
+{{- end }}
+{{- if .Values.migrations.enabled }}
+{{- $lines = append $lines (dict "name" "migrations" "pods" 1 "each" 1) }}
+{{- end }}
+{{- $total := 0 }}
+{{- range $lines }}{{ $total = add $total (mul .pods .each) }}{{ end }}
+{{- toJson (dict "lines" $lines "total" $total) }}
+{{- end -}}
+
 {{/* The command of a long-running courtside container: include with (dict "ctx" .
 "args" (list "worker" "media")) at the container's indentation. Normally just its args
 (the image's entrypoint is `courtside`). With devLoop.enabled (values-dev.yaml, an image
