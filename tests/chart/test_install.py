@@ -8,6 +8,7 @@ API groups it serves, which decide `.Capabilities` and Chart.yaml's kubeVersion 
 """
 
 import asyncio
+import base64
 import copy
 import json
 import os
@@ -32,7 +33,7 @@ HOOK = "courtside.test/hook"  # render.py's name for helm.sh/hook
 KEDA_RESOURCES = ("keda.sh/",)
 HTTPROUTES = ("gateway.networking.k8s.io/v1/httproutes", "HTTPRoute", True)
 
-DATABASE = "postgresql+asyncpg://{0}:{0}@db:5432/courtside"
+DATABASE = "postgresql+asyncpg://{0}:not-{0}-k4Q9@db:5432/courtside"
 BASE: dict[str, Any] = {
     "secrets": {
         "generate": True,
@@ -449,7 +450,7 @@ def expected_budget(values: dict, keda: bool = True) -> dict[str, int]:
         if v["workers"][key]["enabled"]:
             lines[name] = v["workers"][key]["replicaCount"] * each
     if v["operator"]["enabled"]:
-        lines["operator"] = v["operator"]["replicaCount"] * 4
+        lines["operator"] = v["operator"]["replicaCount"] * db["operator"]["maxConnections"]
     if v["migrations"]["enabled"]:
         lines["migrations"] = 1
     return lines
@@ -498,29 +499,49 @@ def test_production_notes_show_the_2460_connections_of_the_api_at_its_maximum():
     assert printed["api"] == 30 * (40 + 10 + 32) == 2460
 
 
-def test_pool_sizes_reach_the_processes():
+def pod_environment(objects: list[dict], template: dict) -> dict[str, str]:
+    """A container's literal environment as the kubelet builds it: envFrom sources in
+    order, then env, which wins."""
+    [container] = template["spec"]["containers"]
+    sources = {("configMapRef", o["metadata"]["name"]): o.get("data", {}) for o in objects
+               if o["kind"] == "ConfigMap"}  # fmt: skip
+    for secret in by_kind(objects, "Secret"):
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        sources["secretRef", secret["metadata"]["name"]] = data
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        [(kind, ref)] = source.items()
+        environment.update(sources[kind, ref["name"]])
+    for env in container.get("env", []):
+        if "value" in env:
+            environment[env["name"]] = env["value"]
+    return environment
+
+
+def test_pool_sizes_reach_the_processes(monkeypatch):
+    from app.infra.settings import Settings
+
     values = merged(
         BASE,
         {"database": {"api": {"poolSize": 7, "maxOverflow": 3, "readPoolSize": 5},
-                      "workers": {"poolSize": 4, "maxOverflow": 2}}},
+                      "workers": {"poolSize": 4, "maxOverflow": 2},
+                      "operator": {"maxConnections": 6}}},
     )  # fmt: skip
     objects = installed(values)["objects"]
-    config = named(objects, "ConfigMap", "-config")["data"]
-    assert (config["DB_POOL_SIZE"], config["DB_MAX_OVERFLOW"]) == ("4", "2")
-    api = named(objects, "Deployment", "-api")["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in api["env"] if "value" in e}
-    assert env["DB_POOL_SIZE"] == "7"
-    assert env["DB_MAX_OVERFLOW"] == "3"
-    assert env["DB_READ_POOL_SIZE"] == "5"
-    # The settings those names feed.
-    from app.infra.settings import Settings
 
-    settings = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})
-    assert (settings.db_pool_size, settings.db_max_overflow, settings.db_read_pool_size) == (
-        7,
-        3,
-        5,
-    )
+    def settings_of(suffix: str) -> Settings:
+        template = named(objects, "Deployment", suffix)["spec"]["template"]
+        with monkeypatch.context() as patch:
+            for name, value in pod_environment(objects, template).items():
+                patch.setenv(name, value)
+            return Settings(_env_file=None)
+
+    api = settings_of("-api")
+    assert (api.db_pool_size, api.db_max_overflow, api.db_read_pool_size) == (7, 3, 5)
+    for worker in ("-notifications", "-media"):
+        settings = settings_of(worker)
+        assert (settings.db_pool_size, settings.db_max_overflow) == (4, 2), worker
+    assert settings_of("-operator").operator_db_max_connections == 6
 
 
 # --- 11. PDB, NetworkPolicy to PostgreSQL, Ingress / HTTPRoute ------------------------------

@@ -174,8 +174,8 @@ read them at render time). */}}
 (component: connections) plus "total"; NOTES.txt prints it. Pool sizes come from
 values.database; the fixed ones from the code: the outbox relay's pool of 4 plus its LISTEN
 connection (workers/outbox_relay.py), the scheduler's one connection (workers/scheduler.py),
-the operator's pool of 2 + 2 overflow (operator/courtside_operator/reconcile.py), and the
-migrations' one. */}}
+the operator's database.operator.maxConnections (OPERATOR_DB_MAX_CONNECTIONS, every replica
+counted though only the leader works), and the migrations' one. */}}
 {{- define "courtside.connectionBudget" -}}
 {{- $db := .Values.database }}
 {{- $perApi := add $db.api.poolSize $db.api.maxOverflow $db.api.readPoolSize }}
@@ -197,7 +197,7 @@ migrations' one. */}}
 {{- $lines = append $lines (dict "name" "worker scheduler" "pods" .replicaCount "each" 1) }}
 {{- end }}{{ end }}
 {{- if .Values.operator.enabled }}
-{{- $lines = append $lines (dict "name" "operator" "pods" .Values.operator.replicaCount "each" 4) }}
+{{- $lines = append $lines (dict "name" "operator" "pods" .Values.operator.replicaCount "each" $db.operator.maxConnections) }}
 {{- end }}
 {{- if .Values.migrations.enabled }}
 {{- $lines = append $lines (dict "name" "migrations" "pods" 1 "each" 1) }}
