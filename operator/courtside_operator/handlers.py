@@ -73,12 +73,12 @@ class _Kube:
         """A new login (a rotated token) gets a new client; the previous one is closed."""
         if self.info is None:
             raise KubernetesApiError("no credentials for the Kubernetes API (no login yet)")
-        api = self.api
+        api, previous = self.api, self.api
         if api is None or api.info is not self.info:
-            self.api = KubernetesApi(self.info)
-            if api is not None:
-                await api.close()
-        return KubernetesSecretStore(self.api, _settings.operator_namespace)
+            api = self.api = KubernetesApi(self.info)
+            if previous is not None:
+                await previous.close()
+        return KubernetesSecretStore(api, _settings.operator_namespace)
 
     async def close(self) -> None:
         if self.api is not None:

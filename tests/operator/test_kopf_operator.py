@@ -214,6 +214,7 @@ async def test_courtside_operator_command_runs_the_operator(cluster, services, s
     )
 
 
+@pytest.mark.timeout(240)
 async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch, caplog):
     """The chart's peering: two replicas share a ClusterKopfPeering, each with the priority
     its pod name gives it. Equal priorities would freeze both (kopf's docs); distinct ones
@@ -252,7 +253,8 @@ async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch,
                 paused = "Pausing operations in favour of" in caplog.text
                 return found if len(found) == 2 and paused else None
 
-            peers = await _until(both_seen)
+            # Generous: two operators start on two shared cores.
+            peers = await _until(both_seen, timeout=90)
             assert sorted(p["priority"] for p in peers.values()) == [low, high]
             assert "Pausing all operators" not in caplog.text
             created = await k8s.post(TENANTS, json=manifest(slug))
@@ -265,7 +267,7 @@ async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch,
                     for c in status.get("conditions", [])
                 )
 
-            await _until(ready)
+            await _until(ready, timeout=90)
 
 
 def test_each_peered_pod_gets_a_priority_of_its_own(settings, monkeypatch):
