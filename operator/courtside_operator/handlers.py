@@ -68,9 +68,13 @@ class _Kube:
     def __init__(self) -> None:
         self.info: kopf.ConnectionInfo | None = None
         self.api: KubernetesApi | None = None
+        self.closed = False
 
     async def store(self) -> KubernetesSecretStore:
         """A new login (a rotated token) gets a new client; the previous one is closed."""
+        if self.closed:
+            # A handler still running while kopf cleans up: no new client to leak.
+            raise KubernetesApiError("the operator is stopping")
         if self.info is None:
             raise KubernetesApiError("no credentials for the Kubernetes API (no login yet)")
         api, previous = self.api, self.api
@@ -81,6 +85,7 @@ class _Kube:
         return KubernetesSecretStore(api, _settings.operator_namespace)
 
     async def close(self) -> None:
+        self.closed = True
         if self.api is not None:
             await self.api.close()
             self.api = None

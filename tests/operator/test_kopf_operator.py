@@ -222,7 +222,7 @@ async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch,
     from courtside_operator import handlers
     from courtside_operator.main import peering_priority
 
-    _, url = cluster
+    emulator, url = cluster
     peered = settings.model_copy(
         update={"operator_kube_url": url, "operator_peering": "courtside", "operator_priority": 0}
     )
@@ -245,16 +245,39 @@ async def test_peered_replicas_leave_one_at_work(cluster, settings, monkeypatch,
         )
         assert made.status_code in (200, 201), made.text
         peer = {"standalone": False, "peering_name": "courtside"}
-        async with running_operator(**peer, priority=low), running_operator(**peer, priority=high):
+
+        async def watching_peers(count):
+            # kmock replays nothing to a watch (a real API server sends what changed since
+            # the list it follows): each peer starts once the one before watches.
+            watches = [
+                r
+                for r in list(emulator)
+                if r.url.path.endswith("/clusterkopfpeerings") and r.params.get("watch")
+            ]
+            return len(watches) >= count
+
+        async with contextlib.AsyncExitStack() as replicas:
+            await replicas.enter_async_context(running_operator(**peer, priority=low))
+            await _until(lambda: watching_peers(1))
+            await replicas.enter_async_context(running_operator(**peer, priority=high))
+            await _until(lambda: watching_peers(2))
+            nudges = iter(range(10**6))
 
             async def both_seen():
                 peering = (await k8s.get("/apis/kopf.dev/v1/clusterkopfpeerings/courtside")).json()
                 found = peering.get("status") or {}
                 paused = "Pausing operations in favour of" in caplog.text
+                if len(found) == 2 and not paused:
+                    # Should a peer still have missed the other's arrival, a label change
+                    # sends the object again (else the next keep-alive would, in ~1 min).
+                    await k8s.patch(
+                        "/apis/kopf.dev/v1/clusterkopfpeerings/courtside",
+                        json={"metadata": {"labels": {"nudge": str(next(nudges))}}},
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    )
                 return found if len(found) == 2 and paused else None
 
-            # Generous: two operators start on two shared cores.
-            peers = await _until(both_seen, timeout=90)
+            peers = await _until(both_seen, timeout=60)
             assert sorted(p["priority"] for p in peers.values()) == [low, high]
             assert "Pausing all operators" not in caplog.text
             created = await k8s.post(TENANTS, json=manifest(slug))
