@@ -7,7 +7,6 @@ import uuid
 
 import kopf
 import pytest
-from courtside_operator import handlers
 from courtside_operator.reconcile import TenantReconciler
 
 from app.tenants import provisioning
@@ -126,6 +125,9 @@ async def test_an_unexpected_exception_is_reported_with_its_type(reconciler, sto
 
 async def run_handler(monkeypatch, reconciler, store, spec):
     """handlers._reconcile as kopf calls it, with this reconciler and store."""
+    # Imported here, as the kopf tests do: handlers reads its settings (the timer's
+    # interval) at import, which must come after the test services set the environment.
+    from courtside_operator import handlers
 
     async def fake_store(*_):
         return store
