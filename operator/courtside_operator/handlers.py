@@ -4,13 +4,16 @@ import logging
 from typing import Any
 
 import kopf
+from prometheus_client import Counter
 
 from app.infra.settings import get_settings
 from courtside_operator.crd import GROUP, PLURAL, VERSION
 from courtside_operator.reconcile import (
+    Failure,
     Outcome,
     TenantReconciler,
     condition,
+    failure_of,
     first_resync_delay,
 )
 from courtside_operator.secrets import KubernetesApi, KubernetesApiError, KubernetesSecretStore
@@ -20,6 +23,12 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 FINALIZER = "courtside.dev/tenant-cleanup"
 _settings = get_settings()
+# Served on METRICS_PORT (main.py); the chart's CourtsideTenantReconcileFailing alerts on it.
+RECONCILE_FAILURES = Counter(
+    "courtside_operator_reconcile_failures_total",
+    "Tenant reconciles and deletions that ended not ok, by the Ready condition's reason",
+    ["reason"],
+)
 
 
 @kopf.on.login()
@@ -154,13 +163,15 @@ async def _reconcile(
     if drift_check and outcome.drift:
         kopf.warn(body, reason="DriftRepaired", message="; ".join(outcome.drift))
     if not outcome.ok:
-        reason = next(c["message"] for c in outcome.status["conditions"] if c["type"] == "Ready")
+        ready = next(c for c in outcome.status["conditions"] if c["type"] == "Ready")
+        RECONCILE_FAILURES.labels(reason=ready["reason"]).inc()
+        reason = ready["message"]
         if not outcome.retryable:
             # A conflict or drift someone must resolve: no backoff loop; the timer's resync
             # looks again (a timer's PermanentError only ends that run).
             raise kopf.PermanentError(reason)
         # Failures stay visible in status and are retried with a growing delay.
-        raise kopf.TemporaryError(reason, delay=min(300, 5 * 2 ** min(retry, 6)))
+        raise kopf.TemporaryError(reason, delay=_backoff(retry))
 
 
 @kopf.on.create(*RESOURCE)
@@ -186,6 +197,17 @@ async def resync_tenant(
     await _reconcile(body, patch, memo, retry, logger, drift_check=True)
 
 
+def _backoff(retry: int) -> float:
+    return min(300, 5 * 2 ** min(retry, 6))
+
+
+def _deletion_failure(exc: Exception) -> Failure:
+    """failure_of's mapping; the Kubernetes API's own reason when it refused or was away."""
+    if isinstance(exc, KubernetesApiError):
+        return Failure(exc.reason, exc.message, retryable=True)
+    return failure_of(exc)
+
+
 @kopf.on.delete(*RESOURCE)
 async def delete_tenant(
     body: kopf.Body, memo: Any, retry: int, patch: kopf.Patch, logger: Logger, **_: Any
@@ -193,21 +215,27 @@ async def delete_tenant(
     spec = TenantSpec.model_validate(dict(body.spec))
     try:
         actions = await memo.reconciler.finalize(spec, await _store(memo), owner=_owner(body))
-    except (OSError, TimeoutError, KubernetesApiError) as exc:
-        api = isinstance(exc, KubernetesApiError)
-        waiting_for = "the Kubernetes API" if api else "the database"
+    except Exception as exc:
+        # Said in status like a reconcile's failure: Deleting and Ready False with the
+        # failure's reason; the other conditions stay as they were.
+        failure = _deletion_failure(exc)
+        previous = list(body.status.get("conditions", []))
+        generation = body.meta.get("generation")
+        message = f"the tenant is not deleted yet: {failure.message}"
         patch.status["conditions"] = [
-            condition(
-                "Ready",
-                False,
-                "DeletionPending",
-                f"waiting for {waiting_for} to delete the tenant: {exc}",
-                list(body.status.get("conditions", [])),
-                body.meta.get("generation"),
-            )
+            *(c for c in previous if c.get("type") not in ("Deleting", "Ready")),
+            condition("Deleting", False, failure.reason, message, previous, generation),
+            condition("Ready", False, failure.reason, message, previous, generation),
         ]
-        raise kopf.TemporaryError(
-            f"{waiting_for} unreachable: {exc}", delay=min(300, 5 * 2 ** min(retry, 6))
-        ) from exc
+        RECONCILE_FAILURES.labels(reason=failure.reason).inc()
+        if failure.reason == "ReconcileFailed":  # unexpected: its traceback, once
+            logger.warning(f"deletion failed: {failure.message}", exc_info=exc)
+        if failure.retryable:
+            raise kopf.TemporaryError(message, delay=_backoff(retry)) from exc
+        # Not a PermanentError, as a reconcile's is: kopf takes a deletion handler's
+        # PermanentError as done and removes the finalizer, releasing the Tenant with its
+        # rows, objects and role left behind. What retrying soon won't fix (a conflict
+        # someone must resolve) is looked at again once per resync interval instead.
+        raise kopf.TemporaryError(message, delay=_settings.operator_resync_seconds) from exc
     for action in actions:
         logger.info(action)

@@ -4,10 +4,13 @@ import asyncio
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 
 import kopf
+import structlog
 
 from app.infra.logging import configure_logging
+from app.infra.observability import serve_metrics
 from app.infra.settings import Settings, get_settings
 
 
@@ -39,12 +42,37 @@ def operator_kwargs() -> dict[str, object]:
     }
 
 
+def serve_operator_metrics(port: int) -> Callable[[], None] | None:
+    """Prometheus /metrics (courtside_operator_reconcile_failures_total) on METRICS_PORT, the
+    chart's `metrics` port, in a thread. A port already taken is logged, not fatal: the
+    Tenants matter more than their metrics, and Prometheus sees the target down."""
+    try:
+        return serve_metrics(port)
+    except OSError as exc:
+        structlog.get_logger(__name__).error(
+            "operator_metrics_unavailable", port=port, error=str(exc)
+        )
+        return None
+
+
 def run_operator() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     import courtside_operator.handlers  # noqa: F401 - registers the handlers
 
-    asyncio.run(kopf.operator(**operator_kwargs()))  # type: ignore[arg-type]
+    stop_metrics = serve_operator_metrics(settings.metrics_port)
+    try:
+        asyncio.run(kopf.operator(**operator_kwargs()))  # type: ignore[arg-type]
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
 
 
-__all__ = ["run_operator", "operator_kwargs", "peering_priority", "pod_name", "kopf"]
+__all__ = [
+    "run_operator",
+    "operator_kwargs",
+    "peering_priority",
+    "pod_name",
+    "serve_operator_metrics",
+    "kopf",
+]

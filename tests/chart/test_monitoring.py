@@ -183,7 +183,7 @@ def test_pod_monitor_scrapes_the_ports_the_pods_expose():
         ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
         if endpoint["port"] in ports:
             scraped.add(pod["metadata"]["labels"]["app.kubernetes.io/component"])
-    assert {"api", "worker-outbox-relay", "worker-notifications"} <= scraped
+    assert {"api", "worker-outbox-relay", "worker-notifications", "operator"} <= scraped
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["courtside"]}
 
 
@@ -228,6 +228,7 @@ def test_rule_expressions_name_metrics_the_code_defines():
         "CourtsideOutboxEventsDead",
         "CourtsideWorkerMessagesFailing",
         "CourtsideDeadLetterQueueNotEmpty",
+        "CourtsideTenantReconcileFailing",
     } <= set(alerts)
     # DLQ depth is CloudWatch's, through the CloudWatch exporter (documented in values).
     external = {"aws_sqs_approximate_number_of_messages_visible_maximum"}
@@ -278,3 +279,33 @@ def test_dashboard_is_grafana_json_over_metrics_the_code_defines():
         "courtside_outbox_dead_total",
         "courtside_worker_messages_total",
     } <= used
+
+
+def test_tenant_reconcile_failures_alert_by_reason():
+    (rule,) = of_kind(rendered(api=True, enabled=True), "PrometheusRule")
+    (alert,) = [
+        r
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if r["alert"] == "CourtsideTenantReconcileFailing"
+    ]
+    assert alert["expr"] == (
+        "sum by (reason) (increase(courtside_operator_reconcile_failures_total"
+        '{namespace="courtside"}[15m])) > 0'
+    )
+    assert alert["for"] == "15m"
+    assert "{{ $labels.reason }}" in alert["annotations"]["summary"]
+    # The operator's pod exposes the port the PodMonitor scrapes, from METRICS_PORT's value.
+    (operator,) = [
+        d
+        for d in of_kind(rendered(api=True, enabled=True), "Deployment")
+        if d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = [
+        c
+        for c in of_kind(rendered(api=True, enabled=True), "ConfigMap")
+        if c["metadata"]["name"].endswith("-config")
+    ]
+    assert [str(ports["metrics"])] == [c["data"]["METRICS_PORT"] for c in config]

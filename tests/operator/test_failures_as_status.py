@@ -169,3 +169,143 @@ async def test_the_handler_stops_retrying_what_retrying_cannot_fix(
     error, ready = await run_handler(monkeypatch, reconciler, store, spec)
     assert isinstance(error, kopf.PermanentError)
     assert ready["reason"] == "DatabaseConflict"
+
+
+def failures_counted(reason):
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "courtside_operator_reconcile_failures_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_a_failed_reconcile_is_counted_by_reason(monkeypatch, unreachable, store):
+    before = failures_counted("DatabaseUnreachable")
+    await run_handler(monkeypatch, unreachable, store, make_spec())
+    assert failures_counted("DatabaseUnreachable") == before + 1
+
+
+class FailingFinalize:
+    """A reconciler whose deletion stops on `error`, as the real one's would."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def finalize(self, spec, store, owner=None):
+        raise self.error
+
+
+EARLIER = [
+    {
+        "type": "AdminInvited",
+        "status": "True",
+        "reason": "InvitationSent",
+        "message": "invitation mailed to a@b.io",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    },
+    {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Reconciled",
+        "message": "tenant matches its spec",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    },
+]
+
+
+async def run_delete_handler(monkeypatch, error, retry=0):
+    """handlers.delete_tenant as kopf calls it on a Tenant being deleted."""
+    from courtside_operator import handlers
+
+    async def fake_store(*_):
+        return object()
+
+    monkeypatch.setattr(handlers, "_store", fake_store)
+    spec = make_spec()
+    body = kopf.Body(
+        {
+            "apiVersion": "courtside.dev/v1",
+            "kind": "Tenant",
+            "metadata": {"name": spec.slug, "uid": str(uuid.uuid4()), "generation": 3},
+            "spec": spec.model_dump(by_alias=True),
+            "status": {"conditions": EARLIER},
+        }
+    )
+    patch = kopf.Patch()
+    memo = kopf.Memo()
+    memo.reconciler = FailingFinalize(error)
+    with pytest.raises((kopf.TemporaryError, kopf.PermanentError)) as raised:
+        await handlers.delete_tenant(
+            body=body, memo=memo, retry=retry, patch=patch, logger=logging.getLogger("test")
+        )
+    return raised.value, {c["type"]: c for c in patch["status"]["conditions"]}
+
+
+async def test_a_deletion_the_database_refuses_is_a_condition_and_keeps_the_finalizer(
+    monkeypatch, settings
+):
+    import asyncpg
+    from courtside_operator import handlers
+    from sqlalchemy import exc as sa_exc
+
+    refused = sa_exc.IntegrityError(
+        "DELETE FROM tenants WHERE id = $1",
+        ("x",),
+        asyncpg.ForeignKeyViolationError("update or delete on table violates foreign key"),
+    )
+    before = failures_counted("DatabaseConflict")
+    error, state = await run_delete_handler(monkeypatch, refused)
+    assert set(state) == {"AdminInvited", "Ready", "Deleting"}
+    assert state["AdminInvited"] == EARLIER[0]  # kept as it was
+    for type_ in ("Ready", "Deleting"):
+        assert (state[type_]["status"], state[type_]["reason"]) == ("False", "DatabaseConflict")
+        assert "foreign key" in state[type_]["message"]
+        assert "[SQL:" not in state[type_]["message"]
+        assert state[type_]["observedGeneration"] == 3
+    # Not a PermanentError: kopf would take the handler as done and remove the finalizer,
+    # releasing the Tenant with its rows and role left behind. Retried at the resync's pace.
+    assert isinstance(error, kopf.TemporaryError)
+    assert error.delay == handlers._settings.operator_resync_seconds
+    assert failures_counted("DatabaseConflict") == before + 1
+
+
+async def test_an_unexpected_deletion_failure_is_reported_with_its_type_and_retried(
+    monkeypatch, settings
+):
+    before = failures_counted("ReconcileFailed")
+    error, state = await run_delete_handler(monkeypatch, ValueError("purge went wrong"), retry=2)
+    for type_ in ("Ready", "Deleting"):
+        assert (state[type_]["status"], state[type_]["reason"]) == ("False", "ReconcileFailed")
+        assert "unexpected ValueError: purge went wrong" in state[type_]["message"]
+    assert isinstance(error, kopf.TemporaryError)
+    assert error.delay == 20  # the reconcile path's backoff
+    assert failures_counted("ReconcileFailed") == before + 1
+
+
+async def test_an_unreachable_kubernetes_api_during_deletion_keeps_its_reason(
+    monkeypatch, settings
+):
+    from courtside_operator.secrets import KubernetesApiError
+
+    error, state = await run_delete_handler(
+        monkeypatch, KubernetesApiError("connecting to https://k8s: refused")
+    )
+    assert state["Deleting"]["reason"] == state["Ready"]["reason"] == "KubernetesApiError"
+    assert "connecting to https://k8s" in state["Deleting"]["message"]
+    assert isinstance(error, kopf.TemporaryError) and error.delay == 5
+
+
+def test_the_operator_serves_its_failure_counter_on_the_metrics_port(settings):
+    import httpx
+    from courtside_operator import handlers  # noqa: F401 - defines the counter
+    from courtside_operator.main import serve_operator_metrics
+
+    port = free_port()
+    stop = serve_operator_metrics(port)
+    assert stop is not None
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        stop()
+    assert "# TYPE courtside_operator_reconcile_failures_total counter" in text
