@@ -497,7 +497,7 @@ def test_only_the_ingress_controller_reaches_the_api_and_only_prometheus_its_met
     assert {p["name"] for p in container["ports"]} == {"http", "metrics"}
 
 
-def test_workers_take_only_prometheus_scrapes(objects):
+def test_workers_and_the_operator_take_only_prometheus_scrapes(objects):
     [policy] = [
         o for o in by_kind(objects, "NetworkPolicy") if o["metadata"]["name"].endswith("-workers")
     ]
@@ -505,8 +505,9 @@ def test_workers_take_only_prometheus_scrapes(objects):
         d
         for d in by_kind(objects, "Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/component"].startswith("worker-")
+        or d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
     ]
-    assert workers
+    assert len(workers) > 1 and any(w["metadata"]["name"].endswith("-operator") for w in workers)
     for worker in workers:
         labels = worker["spec"]["template"]["metadata"]["labels"]
         assert selects(policy["spec"]["podSelector"], labels), worker["metadata"]["name"]
