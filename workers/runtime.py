@@ -89,6 +89,12 @@ async def serve_health(port: int, ready: Callable[[], Awaitable[bool]]) -> web.A
         ok = await ready()
         return web.json_response({"status": "ok" if ok else "unhealthy"}, status=200 if ok else 503)
 
+    return await _serve(port, healthz)
+
+
+async def _serve(
+    port: int, healthz: Callable[[web.Request], Awaitable[web.Response]]
+) -> web.AppRunner:
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -174,16 +180,7 @@ async def serve_starting(port: int, waiting_for: Callable[[], list[str]]) -> web
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "starting", "waiting_for": waiting_for()}, status=503)
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 - a pod's port
-    return runner
+    return await _serve(port, healthz)
 
 
 async def wait_for_dependencies(

@@ -2,10 +2,8 @@
 the vendored KEDA CRDs, and the fields that decide scaling checked one by one (issue 13,
 item 12), plus the dev aws-init hook (item 13)."""
 
-import copy
 import json
 import math
-from functools import cache
 
 import jsonschema
 import pytest
@@ -19,29 +17,7 @@ from tests.chart.test_chart import (
     run_render,
     values_file,
 )
-
-
-def merged(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = (
-            merged(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
-
-
-@cache
-def _render(values_json: str) -> list[dict]:
-    result = run_render(json.loads(values_json))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
-
-
-def render(values: dict) -> list[dict]:
-    return _render(json.dumps(values, sort_keys=True))
-
+from tests.chart.values import merged, render
 
 # The production values without the operator (its peering is another item's, not KEDA's).
 PRODUCTION = merged(values_file("values-production.yaml"), {"operator": {"enabled": False}})

@@ -2,39 +2,14 @@
 replaced with Recreate unless the replicas peer; a peering the chart names is an object it
 renders (kopf doesn't create it), valid for the CRD the chart ships."""
 
-import copy
-import json
-from functools import cache
-
 import jsonschema
 import pytest
 import yaml
 
 from tests.chart.test_chart import CHART, DEFAULT_INSTALL, run_render, values_file
+from tests.chart.values import merged, render
 
 PEERING_CRD = yaml.safe_load((CHART / "crds" / "kopf-peering.yaml").read_text())
-
-
-def merged(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = (
-            merged(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
-
-
-@cache
-def _render(values_json: str) -> list[dict]:
-    result = run_render(json.loads(values_json))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
-
-
-def render(values: dict) -> list[dict]:
-    return _render(json.dumps(values, sort_keys=True))
 
 
 PEERED = merged(DEFAULT_INSTALL, {"operator": {"replicaCount": 2, "peering": "courtside-peers"}})
