@@ -105,6 +105,19 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         )
 
 
+def serve_operator_resources(emulator: kmock.KubernetesEmulator) -> None:
+    """The API resources the Tenant operator uses (CRDs, namespaces, events, Secrets, Tenants)."""
+    emulator.serve(
+        "apiextensions.k8s.io/v1/customresourcedefinitions",
+        "CustomResourceDefinition",
+        namespaced=False,
+    )
+    emulator.serve("v1/namespaces", "Namespace", namespaced=False)
+    emulator.serve("v1/events", "Event", namespaced=True)
+    emulator.serve("v1/secrets", "Secret", namespaced=True)
+    emulator.serve("courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"})
+
+
 def kubeconfig(url: str, namespace: str = "default") -> str:
     return yaml.safe_dump(
         {

@@ -11,7 +11,7 @@ import httpx
 import kmock
 import pytest
 
-from tests.k8s_emulator import ClusterEmulator
+from tests.k8s_emulator import ClusterEmulator, serve_operator_resources
 
 pytestmark = pytest.mark.timeout(120)
 TENANTS = "/apis/courtside.dev/v1/tenants"
@@ -20,17 +20,7 @@ TENANTS = "/apis/courtside.dev/v1/tenants"
 @pytest.fixture
 async def cluster():
     async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
-        emulator.serve(
-            "apiextensions.k8s.io/v1/customresourcedefinitions",
-            "CustomResourceDefinition",
-            namespaced=False,
-        )
-        emulator.serve("v1/namespaces", "Namespace", namespaced=False)
-        emulator.serve("v1/events", "Event", namespaced=True)
-        emulator.serve("v1/secrets", "Secret", namespaced=True)
-        emulator.serve(
-            "courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"}
-        )
+        serve_operator_resources(emulator)
         emulator.serve("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
         yield emulator, str(server.url)
 

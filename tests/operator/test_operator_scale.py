@@ -16,7 +16,7 @@ import kmock
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.k8s_emulator import ClusterEmulator
+from tests.k8s_emulator import ClusterEmulator, serve_operator_resources
 
 pytestmark = pytest.mark.timeout(240)
 TENANTS = "/apis/courtside.dev/v1/tenants"
@@ -67,17 +67,7 @@ class ListThenWatchEmulator(ClusterEmulator):
 @pytest.fixture
 async def cluster():
     async with ListThenWatchEmulator() as emulator, kmock.Server(emulator) as server:
-        emulator.serve(
-            "apiextensions.k8s.io/v1/customresourcedefinitions",
-            "CustomResourceDefinition",
-            namespaced=False,
-        )
-        emulator.serve("v1/namespaces", "Namespace", namespaced=False)
-        emulator.serve("v1/events", "Event", namespaced=True)
-        emulator.serve("v1/secrets", "Secret", namespaced=True)
-        emulator.serve(
-            "courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"}
-        )
+        serve_operator_resources(emulator)
         yield str(server.url)
 
 

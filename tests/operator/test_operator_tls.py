@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.k8s_emulator import ClusterEmulator
+from tests.k8s_emulator import ClusterEmulator, serve_operator_resources
 from tests.operator.test_kopf_operator import TENANTS, _until, manifest, running_operator
 
 pytestmark = pytest.mark.timeout(120)
@@ -194,15 +194,7 @@ async def _https_cluster(pki, *, client_certificates: bool = False):
     )
     await emulator.__aenter__()
     await server.__aenter__()
-    emulator.serve(
-        "apiextensions.k8s.io/v1/customresourcedefinitions",
-        "CustomResourceDefinition",
-        namespaced=False,
-    )
-    emulator.serve("v1/namespaces", "Namespace", namespaced=False)
-    emulator.serve("v1/events", "Event", namespaced=True)
-    emulator.serve("v1/secrets", "Secret", namespaced=True)
-    emulator.serve("courtside.dev/v1/tenants", "Tenant", namespaced=False, subresources={"status"})
+    serve_operator_resources(emulator)
     return emulator, server
 
 
