@@ -4,7 +4,7 @@ from app.audit.models import AuditLog
 from app.auth.models import RefreshToken, User
 from app.events.models import OutboxEvent, ProcessedEvent
 from app.infra.db import Base
-from app.media.models import MediaAsset
+from app.media.models import MediaAsset, MediaComment, TenantStorage
 from app.notifications.models import Notification
 from app.posts.models import Comment, Post
 from app.spaces.models import Space, SpaceMember
@@ -17,6 +17,7 @@ __all__ = [
     "Comment",
     "Invitation",
     "MediaAsset",
+    "MediaComment",
     "Notification",
     "OutboxEvent",
     "Post",
@@ -27,5 +28,6 @@ __all__ = [
     "Tenant",
     "TenantDbRole",
     "TenantMembership",
+    "TenantStorage",
     "User",
 ]

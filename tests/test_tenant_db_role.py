@@ -39,6 +39,8 @@ TENANT_READABLE = {
     "tenant_memberships",
     "audit_logs",
     "media_assets",
+    "media_comments",
+    "tenant_storage",
     "spaces",
     "space_members",
     "posts",

@@ -102,8 +102,27 @@ class Settings(BaseSettings):
     password_reset_ttl_seconds: int = 3600  # password-reset link
     auth_mails_per_address_per_hour: int = 5  # sign-up/reset mails to one address
 
+    # Platform defaults of a tenant's storage limits (a Tenant's spec.storage overrides).
     max_upload_size_mb: int = 500
     max_tenant_storage_gb: int = 50
+
+    # Media uploads (app/media): the client PUTs parts straight to S3 with presigned URLs.
+    media_allowed_types: list[str] = [
+        "video/mp4",
+        "video/quicktime",
+        "video/webm",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+    ]
+    # Part size of a multipart upload (S3: 5 MiB to 5 GiB, at most 10,000 parts; a file
+    # that would need more parts gets bigger ones).
+    media_part_size_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
+    media_upload_url_ttl_seconds: int = Field(900, ge=60, le=7 * 24 * 3600)
+    # An upload not finalized within this is aborted by the scheduler and its reservation
+    # released. The bucket's AbortIncompleteMultipartUpload rule is the backstop.
+    media_upload_expiry_hours: float = Field(24, gt=0)
+    media_playback_url_ttl_seconds: int = Field(300, ge=10, le=12 * 3600)
 
     # Event pipeline.
     outbox_batch_size: int = 100
@@ -119,6 +138,7 @@ class Settings(BaseSettings):
         "session.scheduled": ["notifications"],
         "session.cancelled": ["notifications"],
         "media.process": ["media"],
+        "media.comment.created": ["notifications"],
     }
     sqs_wait_seconds: int = 20
     sqs_visibility_timeout: int = 60
