@@ -19,6 +19,7 @@ from app.infra.errors import TenantSuspended, Unauthorized
 from app.infra.ratelimit import Bucket, Limit
 from app.infra.request_meta import RequestMeta
 from app.infra.settings import Settings
+from app.media.objects import MediaObjects
 from app.resources import Resources
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
@@ -72,6 +73,13 @@ async def get_database(resources: ResourcesDep) -> Database:
 # What routers hand to services: services open their own tenant-scoped transactions
 # (docs/architecture.md, "The service contract").
 DatabaseDep = Annotated[Database, Depends(get_database)]
+
+
+async def get_media_objects(resources: ResourcesDep) -> MediaObjects:
+    return resources.media_objects
+
+
+MediaObjectsDep = Annotated[MediaObjects, Depends(get_media_objects)]
 
 
 async def get_request_meta(request: Request) -> RequestMeta:

@@ -13,6 +13,7 @@ from app.infra.errors import install_problem_handlers
 from app.infra.logging import configure_logging
 from app.infra.observability import RequestContextMiddleware
 from app.infra.settings import Settings, get_settings
+from app.media.router import router as media_router
 from app.notifications.router import router as notifications_router
 from app.posts.router import router as posts_router
 from app.resources import Resources
@@ -26,6 +27,7 @@ API_ROUTERS = [
     auth_router,
     tenants_router,
     spaces_router,
+    media_router,
     notifications_router,
     admin_router,
 ]

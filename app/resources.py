@@ -1,4 +1,4 @@
-"""The long-lived clients a process holds: database, Redis, limiter, tenant policies."""
+"""The long-lived clients a process holds: database, Redis, limiter, tenant policies, S3."""
 
 from dataclasses import dataclass
 
@@ -10,6 +10,7 @@ from app.auth.throttle import LoginThrottle
 from app.infra.db import Database
 from app.infra.ratelimit import RateLimiter
 from app.infra.settings import Settings
+from app.media.objects import MediaObjects
 from app.tenants.access import MemberSessionCache
 from app.tenants.policy import TenantPolicyCache
 
@@ -24,6 +25,7 @@ class Resources:
     tenant_policies: TenantPolicyCache
     access_tokens: AccessTokenDecoder
     member_sessions: MemberSessionCache
+    media_objects: MediaObjects
     read_pool: asyncpg.Pool | None = None
 
     @classmethod
@@ -48,6 +50,7 @@ class Resources:
             tenant_policies=TenantPolicyCache(db, settings),
             access_tokens=AccessTokenDecoder(settings),
             member_sessions=MemberSessionCache(settings.membership_cache_seconds),
+            media_objects=MediaObjects(settings),
         )
 
     async def open(self) -> None:
@@ -57,8 +60,10 @@ class Resources:
         self.tenant_policies.read_pool = self.read_pool
         self.member_sessions.read_pool = self.read_pool
         await self.limiter.start()
+        await self.media_objects.open()
 
     async def close(self) -> None:
+        await self.media_objects.close()
         await self.limiter.close()
         if self.read_pool is not None:
             await self.read_pool.close()

@@ -96,6 +96,8 @@ def start_services(workdir: Path) -> Services:
         "MEMBERSHIP_CACHE_SECONDS": "0.2",
         "OPERATOR_RESYNC_SECONDS": "1",
         "OPERATOR_NAMESPACE": "courtside",
+        # S3's smallest part, so a few MiB already make a multipart upload of several parts.
+        "MEDIA_PART_SIZE_BYTES": str(5 * 1024 * 1024),
     }
     os.environ.update(env)
     settings = Settings()

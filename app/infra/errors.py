@@ -53,6 +53,10 @@ class QuotaExceeded(DomainError):
     status, title, type_slug = 413, "Quota exceeded", "quota-exceeded"
 
 
+class UnsupportedMediaType(DomainError):
+    status, title, type_slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
 class ValidationFailed(DomainError):
     status, title, type_slug = 422, "Validation failed", "validation-failed"
 

@@ -123,6 +123,29 @@ class Settings(BaseSettings):
     # released. The bucket's AbortIncompleteMultipartUpload rule is the backstop.
     media_upload_expiry_hours: float = Field(24, gt=0)
     media_playback_url_ttl_seconds: int = Field(300, ge=10, le=12 * 3600)
+    # Processing (app/media/processing.py, the media worker). Originals are downloaded and
+    # renditions written here: a bounded volume (the chart's emptyDir with a sizeLimit);
+    # empty: the system temp dir.
+    media_scratch_dir: str = ""
+    # Jobs one media worker runs at once: each takes a transcode's CPU, memory and scratch.
+    media_worker_concurrency: int = Field(1, ge=1, le=16)
+    # x264 preset of the 720p rendition: speed against size (tests: ultrafast).
+    media_video_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+        "veryslow",
+    ] = "veryfast"
+    media_video_crf: int = Field(23, ge=0, le=51)
+    # ffmpeg threads per job; 0: the CPUs the container may use (its cgroup limit).
+    media_ffmpeg_threads: int = Field(0, ge=0, le=64)
+    # A job's ffmpeg still running after this is stopped and the asset marked failed.
+    media_transcode_timeout_seconds: float = Field(3000, gt=0)
+    # Originals with more pixels a frame are refused (decoding them takes memory).
+    media_max_pixels: int = Field(8192 * 8192, gt=0)
+    # Chunk of a streamed download, and part size of a rendition's multipart upload.
+    media_transfer_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=64 * 1024**2)
+    # Where clients reach S3 with presigned URLs, if not where the app does (a local
+    # cluster: the app reaches moto in-cluster, the laptop through a port-forward).
+    s3_public_endpoint_url: str | None = None
 
     # Event pipeline.
     outbox_batch_size: int = 100

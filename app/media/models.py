@@ -113,7 +113,6 @@ class MediaComment(Base):
             "tenant_id",
             "media_id",
             "at_ms",
-            "created_at",
             "id",
         ),
         CheckConstraint("at_ms >= 0", name="at_ms"),

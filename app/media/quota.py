@@ -7,12 +7,17 @@ A check against the quota is one conditional UPDATE of the tenant's row: concurr
 reservations and finalizes of one tenant serialize on that row's lock, and PostgreSQL
 re-evaluates the condition on the row as the previous one left it, so together they can
 never pass the quota.
+
+A new upload must fit beside what is stored and what other uploads have reserved. A
+finalize turns its own reservation into stored bytes and must fit beside what is stored:
+other reservations are promises, and don't block the uploads that keep them. (Only a
+quota lowered since the intent can refuse a finalize.)
 """
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.infra.errors import QuotaExceeded
@@ -21,13 +26,16 @@ from app.media.models import MediaAsset
 _ENSURE_ROW = text(
     "INSERT INTO tenant_storage (tenant_id) VALUES (:tenant_id) ON CONFLICT DO NOTHING"
 )
-# Moves `reserved` bytes of reservation to `stored` bytes of use (either may be 0) if
-# the tenant stays within `quota` afterwards; no row: it would not.
-_MOVE_WITHIN_QUOTA = text(
-    "UPDATE tenant_storage SET reserved_bytes = reserved_bytes + :reserved, "
+# No row returned: the change would take the tenant over `quota`.
+_RESERVE_WITHIN_QUOTA = text(
+    "UPDATE tenant_storage SET reserved_bytes = reserved_bytes + :nbytes "
+    "WHERE tenant_id = :tenant_id AND used_bytes + reserved_bytes + :nbytes <= :quota "
+    "RETURNING tenant_id"
+)
+_SETTLE_WITHIN_QUOTA = text(
+    "UPDATE tenant_storage SET reserved_bytes = reserved_bytes - :reserved, "
     "used_bytes = used_bytes + :stored "
-    "WHERE tenant_id = :tenant_id "
-    "AND used_bytes + reserved_bytes + :reserved + :stored <= :quota "
+    "WHERE tenant_id = :tenant_id AND used_bytes + :stored <= :quota "
     "RETURNING tenant_id"
 )
 _MOVE = text(
@@ -51,17 +59,18 @@ async def usage(session: AsyncSession, tenant_id: uuid.UUID) -> StorageUsage:
     return StorageUsage(int(row.used_bytes), int(row.reserved_bytes)) if row else StorageUsage(0, 0)
 
 
-async def _move_within_quota(
-    session: AsyncSession, tenant_id: uuid.UUID, *, reserved: int, stored: int, quota: int
+async def _within_quota(
+    session: AsyncSession,
+    statement: TextClause,
+    tenant_id: uuid.UUID,
+    quota: int,
+    needed: int,
+    **values: int,
 ) -> None:
     await session.execute(_ENSURE_ROW, {"tenant_id": tenant_id})
-    moved = await session.scalar(
-        _MOVE_WITHIN_QUOTA,
-        {"tenant_id": tenant_id, "reserved": reserved, "stored": stored, "quota": quota},
-    )
-    if moved is None:
+    done = await session.scalar(statement, {"tenant_id": tenant_id, "quota": quota, **values})
+    if done is None:
         now = await usage(session, tenant_id)
-        needed = reserved + stored
         raise QuotaExceeded(
             f"The tenant's storage quota leaves {now.remaining(quota)} bytes; this needs {needed}.",
             remaining_bytes=now.remaining(quota),
@@ -79,17 +88,26 @@ async def _move(session: AsyncSession, tenant_id: uuid.UUID, *, reserved: int, s
 async def reserve(session: AsyncSession, asset: MediaAsset, nbytes: int, *, quota: int) -> None:
     """Reserve `nbytes` for the asset's upload, or raise QuotaExceeded (413) saying how
     many bytes remain, reserving nothing."""
-    await _move_within_quota(session, asset.tenant_id, reserved=nbytes, stored=0, quota=quota)
+    await _within_quota(
+        session, _RESERVE_WITHIN_QUOTA, asset.tenant_id, quota, nbytes, nbytes=nbytes
+    )
     asset.reserved_bytes += nbytes
 
 
 async def settle_upload(
     session: AsyncSession, asset: MediaAsset, stored_bytes: int, *, quota: int
 ) -> None:
-    """Turn the asset's reservation into `stored_bytes` of use, checking the quota again
-    (it may have been lowered since the intent); QuotaExceeded leaves both as they were."""
-    await _move_within_quota(
-        session, asset.tenant_id, reserved=-asset.reserved_bytes, stored=stored_bytes, quota=quota
+    """Turn the asset's reservation into `stored_bytes` of use if the stored bytes stay
+    within the quota (lowered since the intent, it may refuse); QuotaExceeded leaves both
+    as they were."""
+    await _within_quota(
+        session,
+        _SETTLE_WITHIN_QUOTA,
+        asset.tenant_id,
+        quota,
+        stored_bytes,
+        reserved=asset.reserved_bytes,
+        stored=stored_bytes,
     )
     asset.reserved_bytes = 0
     asset.stored_bytes += stored_bytes

@@ -26,6 +26,7 @@ from app.spaces.models import SpaceMember
 MESSAGES = {
     "post.created": ("New post in your space", "{actor} posted in a space you belong to."),
     "comment.created": ("New comment on your post", "Someone commented on your post."),
+    "media.comment.created": ("New comment on your video", "Someone commented on your video."),
     "session.scheduled": ("Session booked", "A coaching session was booked."),
     "session.cancelled": ("Session cancelled", "A coaching session was cancelled."),
 }
@@ -47,6 +48,9 @@ async def recipients_for(
     if event_type == "comment.created":
         author = payload["post_author_id"]
         return [] if author == actor else [uuid.UUID(author)]
+    if event_type == "media.comment.created":
+        owner = payload["owner_id"]
+        return [] if owner == actor else [uuid.UUID(owner)]
     if event_type in ("session.scheduled", "session.cancelled"):
         return list(
             dict.fromkeys(

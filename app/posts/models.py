@@ -21,6 +21,8 @@ class Post(Base):
             text("id DESC"),
             postgresql_where=text("deleted_at IS NULL"),
         ),
+        # Which posts carry an asset (media visibility: app/media/permissions.py).
+        Index("ix_posts_media_ids", "media_ids", postgresql_using="gin"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -107,12 +107,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_media_comments_tenant_id_media_id_at_ms",
         "media_comments",
-        ["tenant_id", "media_id", "at_ms", "created_at", "id"],
+        ["tenant_id", "media_id", "at_ms", "id"],
     )
     tenant_table("media_comments", tenant_readers=True)
+    # Which posts carry an asset: who may see it (app/media/permissions.py).
+    op.create_index("ix_posts_media_ids", "posts", ["media_ids"], postgresql_using="gin")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_posts_media_ids", "posts")
     op.drop_table("media_comments")
     op.drop_table("tenant_storage")
     op.drop_constraint(op.f("ck_media_assets_status"), "media_assets", type_="check")
