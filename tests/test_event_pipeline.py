@@ -250,6 +250,42 @@ async def test_comment_notifies_the_post_author(
     await _consume_until(pipeline_settings, db, author_notified)
 
 
+async def test_a_comment_at_a_moment_of_a_video_notifies_its_owner(
+    client, club, db, sqs, pipeline_settings, relay_pool, empty_outbox, superuser_conn
+):
+    athlete, coach = club["athlete"], club["coach"]
+    media_id = uuid.uuid4()
+    await superuser_conn.execute(
+        "INSERT INTO media_assets (id, tenant_id, owner_id, status, content_type, s3_key, "
+        "duration_ms) VALUES ($1, $2, $3, 'ready', 'video/mp4', 'k', 5000)",
+        media_id,
+        athlete.tenant_id,
+        athlete.user_id,
+    )
+    shared = await client.post(
+        "/posts",
+        headers=athlete.headers,
+        json={"space_id": club["space"], "body": "swing", "media_ids": [str(media_id)]},
+    )
+    assert shared.status_code == 201
+    commented = await client.post(
+        f"/media/{media_id}/comments",
+        headers=coach.headers,
+        json={"at_ms": 1200, "body": "Elbow in"},
+    )
+    assert commented.status_code == 201
+    relay = _relay(pipeline_settings, sqs, relay_pool)
+    assert await relay.drain() == 2  # post.created, media.comment.created
+
+    async def owner_notified():
+        kinds = [n["kind"] for n in await _notifications(client, athlete)]
+        return "media.comment.created" in kinds
+
+    await _consume_until(pipeline_settings, db, owner_notified)
+    # The commenter hears nothing of their own comment.
+    assert "media.comment.created" not in [n["kind"] for n in await _notifications(client, coach)]
+
+
 async def test_relay_killed_after_publishing_publishes_again_and_effect_applies_once(
     client, club, db, sqs, services, pipeline_settings, relay_pool, empty_outbox, superuser_conn
 ):
