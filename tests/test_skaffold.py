@@ -208,3 +208,25 @@ def test_production_deploys_production_values_only():
     assert found["courtside"]["valuesFiles"] == ["charts/courtside/values-production.yaml"]
     assert "portForward" not in effective("production")
     assert effective(None)["portForward"][0]["resourceName"] == "courtside-api"
+
+
+def test_presigned_media_urls_are_signed_for_the_address_the_laptop_reaches_s3_at():
+    """In the dev cluster the app reaches moto by its service name, a client on the laptop
+    through skaffold's port-forward: URLs must be signed for the forwarded address."""
+    dev = rendered("values-dev.yaml")
+    [config] = [c for c in by_kind(dev, "ConfigMap") if c["metadata"]["name"] == "courtside-config"]
+    public = config["data"]["S3_PUBLIC_ENDPOINT_URL"]
+    forwards = {
+        (f["resourceName"], f["port"]): f["localPort"] for f in effective(None)["portForward"]
+    }
+    assert public == f"http://localhost:{forwards[('courtside-moto', 5000)]}"
+    assert config["data"]["AWS_ENDPOINT_URL"] == "http://courtside-moto:5000"
+    # Production signs for S3 itself: no override.
+    assert (
+        "S3_PUBLIC_ENDPOINT_URL"
+        not in next(
+            c
+            for c in by_kind(rendered(""), "ConfigMap")
+            if c["metadata"]["name"] == "courtside-config"
+        )["data"]
+    )

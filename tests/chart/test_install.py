@@ -544,6 +544,29 @@ def test_pool_sizes_reach_the_processes(monkeypatch):
     assert settings_of("-operator").operator_db_max_connections == 6
 
 
+def test_media_settings_reach_the_api(monkeypatch):
+    from app.infra.settings import Settings
+
+    values = merged(
+        BASE,
+        {"config": {"s3PublicEndpointUrl": "https://s3.example.com",
+                    "media": {"uploadExpiryHours": 6, "uploadUrlTtlSeconds": 600,
+                              "playbackUrlTtlSeconds": 120,
+                              "allowedTypes": ["video/mp4", "image/png"]}}},
+    )  # fmt: skip
+    objects = installed(values)["objects"]
+    template = named(objects, "Deployment", "-api")["spec"]["template"]
+    with monkeypatch.context() as patch:
+        for name, value in pod_environment(objects, template).items():
+            patch.setenv(name, value)
+        settings = Settings(_env_file=None)
+    assert settings.s3_public_endpoint_url == "https://s3.example.com"
+    assert settings.media_upload_expiry_hours == 6
+    assert settings.media_upload_url_ttl_seconds == 600
+    assert settings.media_playback_url_ttl_seconds == 120
+    assert settings.media_allowed_types == ["video/mp4", "image/png"]
+
+
 # --- 11. PDB, NetworkPolicy to PostgreSQL, Ingress / HTTPRoute ------------------------------
 
 
