@@ -131,7 +131,14 @@ class Settings(BaseSettings):
     media_worker_concurrency: int = Field(1, ge=1, le=16)
     # x264 preset of the 720p rendition: speed against size (tests: ultrafast).
     media_video_preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+        "ultrafast",
+        "superfast",
+        "veryfast",
+        "faster",
+        "fast",
+        "medium",
+        "slow",
+        "slower",
         "veryslow",
     ] = "veryfast"
     media_video_crf: int = Field(23, ge=0, le=51)
