@@ -1,0 +1,351 @@
+"""Uploads never finalized are aborted in S3, marked expired and their reservation released,
+by the scheduler's job (relay role + runtime role, real moto S3, real PostgreSQL)."""
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from courtside_operator.reconcile import TenantReconciler
+from courtside_operator.secrets import FileSecretStore
+from sqlalchemy.engine import make_url
+
+from app.infra import aws
+from app.infra.db import asyncpg_dsn
+from app.media import quota
+from app.media.expiry import ExpiryResult, due_uploads, expire_upload
+from app.media.models import MediaAsset
+from tests.factories import register_tenant
+from tests.operator.conftest import make_spec
+from workers.scheduler import JOBS, JobContext, run_job_once
+
+QUOTA = 10**12
+PART = b"\x00" * 1024
+EXPIRY_JOB = next(job for job in JOBS if job.name == "media-upload-expiry")
+
+
+@pytest.fixture
+async def relay_conn(settings) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(asyncpg_dsn(settings.relay_database_url))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def s3(settings) -> AsyncIterator[Any]:
+    async with aws.client(settings, "s3") as client:
+        yield client
+
+
+@pytest.fixture
+def ctx(relay_conn, settings, db, s3) -> JobContext:
+    return JobContext(conn=relay_conn, settings=settings, db=db, s3=s3)
+
+
+@pytest.fixture
+async def tenant(client):
+    return await register_tenant(client)
+
+
+@dataclass
+class Upload:
+    tenant_id: uuid.UUID
+    media_id: uuid.UUID
+    key: str
+    upload_id: str
+    size: int
+
+
+async def start_upload(
+    settings, s3, superuser_conn, db, tenant, *, expires_in: timedelta, size: int = 4096
+) -> Upload:
+    """An upload intent as the API leaves it: a real multipart upload with a part already
+    PUT, the asset pending_upload, its size reserved."""
+    media_id = uuid.uuid4()
+    key = f"tenants/{tenant.tenant_id}/media/{media_id}/original"
+    created = await s3.create_multipart_upload(
+        Bucket=settings.s3_bucket, Key=key, ContentType="video/mp4"
+    )
+    upload_id = created["UploadId"]
+    await s3.upload_part(
+        Bucket=settings.s3_bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=PART
+    )
+    await superuser_conn.execute(
+        "INSERT INTO media_assets (id, tenant_id, owner_id, status, filename, content_type, "
+        "size_bytes, s3_key, upload_id, part_size, part_count, upload_expires_at) "
+        "VALUES ($1, $2, $3, 'pending_upload', 'swing.mp4', 'video/mp4', $4, $5, $6, $4, 1, "
+        "now() + $7::interval)",
+        media_id,
+        tenant.tenant_id,
+        tenant.user_id,
+        size,
+        key,
+        upload_id,
+        expires_in,
+    )
+    async with db.transaction(tenant.tenant_id) as session:
+        asset = await session.get(MediaAsset, media_id, with_for_update=True)
+        await quota.reserve(session, asset, size, quota=QUOTA)
+    return Upload(tenant.tenant_id, media_id, key, upload_id, size)
+
+
+async def finalize(settings, s3, db, upload: Upload) -> None:
+    """What finalize leaves: the upload completed in S3, the asset processing, its
+    reservation turned into use."""
+    await complete_in_s3(settings, s3, upload)
+    async with db.transaction(upload.tenant_id) as session:
+        asset = await session.get(MediaAsset, upload.media_id, with_for_update=True)
+        await quota.settle_upload(session, asset, len(PART), quota=QUOTA)
+        asset.status = "processing"
+
+
+async def _etag(settings, s3, upload: Upload) -> str:
+    parts = await s3.list_parts(
+        Bucket=settings.s3_bucket, Key=upload.key, UploadId=upload.upload_id
+    )
+    return parts["Parts"][0]["ETag"]
+
+
+async def open_uploads(settings, s3) -> set[str]:
+    listed = await s3.list_multipart_uploads(Bucket=settings.s3_bucket)
+    return {u["UploadId"] for u in listed.get("Uploads", [])}
+
+
+async def asset_row(superuser_conn, upload: Upload) -> asyncpg.Record:
+    return await superuser_conn.fetchrow(
+        "SELECT status, reserved_bytes, stored_bytes FROM media_assets WHERE id = $1",
+        upload.media_id,
+    )
+
+
+async def storage(superuser_conn, tenant_id: uuid.UUID) -> tuple[int, int]:
+    row = await superuser_conn.fetchrow(
+        "SELECT used_bytes, reserved_bytes FROM tenant_storage WHERE tenant_id = $1", tenant_id
+    )
+    return (row["used_bytes"], row["reserved_bytes"])
+
+
+async def test_a_stale_upload_is_aborted_expired_and_released(
+    settings, s3, superuser_conn, db, tenant, ctx
+):
+    stale = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1), size=7000
+    )
+    fresh = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=1), size=3000
+    )
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 10000)
+
+    assert await run_job_once(ctx, EXPIRY_JOB) >= 1
+
+    uploads = await open_uploads(settings, s3)
+    assert stale.upload_id not in uploads
+    assert fresh.upload_id in uploads
+    assert dict(await asset_row(superuser_conn, stale)) == {
+        "status": "expired",
+        "reserved_bytes": 0,
+        "stored_bytes": 0,
+    }
+    assert dict(await asset_row(superuser_conn, fresh)) == {
+        "status": "pending_upload",
+        "reserved_bytes": 3000,
+        "stored_bytes": 0,
+    }
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 3000)
+
+
+async def test_a_finalized_upload_past_its_expiry_is_left_alone(
+    settings, s3, superuser_conn, db, tenant, ctx
+):
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1)
+    )
+    await finalize(settings, s3, db, upload)
+    before = await storage(superuser_conn, tenant.tenant_id)
+    assert before == (len(PART), 0)
+
+    await run_job_once(ctx, EXPIRY_JOB)
+
+    assert (await asset_row(superuser_conn, upload))["status"] == "processing"
+    assert await storage(superuser_conn, tenant.tenant_id) == before
+    head = await s3.head_object(Bucket=settings.s3_bucket, Key=upload.key)
+    assert head["ContentLength"] == len(PART)
+
+
+async def test_a_second_run_changes_nothing(settings, s3, superuser_conn, db, tenant, ctx):
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(minutes=-5)
+    )
+    assert await run_job_once(ctx, EXPIRY_JOB) >= 1
+    after_first = (
+        dict(await asset_row(superuser_conn, upload)),
+        await storage(superuser_conn, tenant.tenant_id),
+    )
+
+    assert await run_job_once(ctx, EXPIRY_JOB) == 0
+    # Asked again about the same asset (a listing taken before the first run committed).
+    result = await expire_upload(db, s3, settings.s3_bucket, upload.tenant_id, upload.media_id)
+    assert result is ExpiryResult.GONE
+    assert (
+        dict(await asset_row(superuser_conn, upload)),
+        await storage(superuser_conn, tenant.tenant_id),
+    ) == after_first
+    assert after_first[1] == (0, 0)
+
+
+async def test_an_upload_s3_already_forgot_is_still_expired(
+    settings, s3, superuser_conn, db, tenant, ctx
+):
+    """The lifecycle rule (or an earlier run whose commit failed) aborted it first."""
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-2)
+    )
+    await s3.abort_multipart_upload(
+        Bucket=settings.s3_bucket, Key=upload.key, UploadId=upload.upload_id
+    )
+
+    result = await expire_upload(db, s3, settings.s3_bucket, upload.tenant_id, upload.media_id)
+
+    assert result is ExpiryResult.EXPIRED
+    assert (await asset_row(superuser_conn, upload))["status"] == "expired"
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 0)
+
+
+async def complete_in_s3(settings, s3, upload: Upload) -> None:
+    """What a finalize does before its commit: completes the upload in S3."""
+    await s3.complete_multipart_upload(
+        Bucket=settings.s3_bucket,
+        Key=upload.key,
+        UploadId=upload.upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": await _etag(settings, s3, upload)}]},
+    )
+
+
+async def test_an_upload_a_finalize_just_completed_is_left_to_that_finalize(
+    settings, s3, superuser_conn, db, tenant
+):
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1), size=6000
+    )
+    await complete_in_s3(settings, s3, upload)
+
+    result = await expire_upload(db, s3, settings.s3_bucket, upload.tenant_id, upload.media_id)
+
+    assert result is ExpiryResult.FINALIZING
+    assert (await asset_row(superuser_conn, upload))["status"] == "pending_upload"
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 6000)
+    assert (await s3.head_object(Bucket=settings.s3_bucket, Key=upload.key))["ContentLength"]
+
+
+async def test_an_upload_completed_but_never_finalized_leaves_no_object(
+    settings, s3, superuser_conn, db, tenant
+):
+    """A finalize that completed the upload in S3 and then failed, long ago: the object
+    would take space no one counts."""
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1), size=6000
+    )
+    await complete_in_s3(settings, s3, upload)
+
+    result = await expire_upload(
+        db,
+        s3,
+        settings.s3_bucket,
+        upload.tenant_id,
+        upload.media_id,
+        finalize_grace=timedelta(0),
+    )
+
+    assert result is ExpiryResult.EXPIRED
+    assert (await asset_row(superuser_conn, upload))["status"] == "expired"
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 0)
+    listed = await s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=upload.key)
+    assert listed.get("Contents", []) == []
+
+
+async def test_an_abort_s3_refuses_is_left_for_the_next_run(
+    settings, s3, superuser_conn, db, tenant, relay_conn
+):
+    upload = await start_upload(
+        settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1), size=5000
+    )
+    # A bucket S3 doesn't have: a real error that is not NoSuchUpload.
+    wrong = settings.model_copy(update={"s3_bucket": f"missing-{uuid.uuid4().hex[:8]}"})
+    refused = JobContext(conn=relay_conn, settings=wrong, db=db, s3=s3)
+
+    await run_job_once(refused, EXPIRY_JOB)
+
+    assert (await asset_row(superuser_conn, upload))["status"] == "pending_upload"
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 5000)
+    assert upload.upload_id in await open_uploads(settings, s3)
+
+    await run_job_once(JobContext(conn=relay_conn, settings=settings, db=db, s3=s3), EXPIRY_JOB)
+
+    assert (await asset_row(superuser_conn, upload))["status"] == "expired"
+    assert await storage(superuser_conn, tenant.tenant_id) == (0, 0)
+    assert upload.upload_id not in await open_uploads(settings, s3)
+
+
+async def test_the_listing_returns_ids_only_and_honours_its_limit(
+    settings, s3, superuser_conn, db, tenant, relay_conn
+):
+    for _ in range(2):
+        await start_upload(settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1))
+    rows = await relay_conn.fetch("SELECT * FROM expired_media_uploads(1)")
+    assert len(rows) == 1
+    assert list(rows[0].keys()) == ["tenant_id", "media_id"]
+    due = await due_uploads(relay_conn, 100)
+    mine = {m for t, m in due if t == tenant.tenant_id}
+    assert len(mine) == 2
+
+
+async def test_the_relay_role_still_reads_no_media_assets(relay_conn, tenant):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await relay_conn.fetch("SELECT id FROM media_assets")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await relay_conn.fetch("SELECT tenant_id FROM tenant_storage")
+
+
+async def test_the_runtime_role_may_not_list_other_tenants_uploads(
+    settings, s3, superuser_conn, db, tenant, client, runtime_conn
+):
+    await start_upload(settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1))
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await runtime_conn.fetch("SELECT * FROM expired_media_uploads(100)")
+    # Nor does the scan's policy show this tenant's pending uploads to another tenant.
+    other = await register_tenant(client)
+    async with runtime_conn.transaction():
+        await runtime_conn.execute(
+            "SELECT set_config('app.tenant_id', $1, true)", str(other.tenant_id)
+        )
+        assert await runtime_conn.fetchval("SELECT count(*) FROM media_assets") == 0
+
+
+async def test_a_tenants_own_database_role_may_not_call_it(
+    settings, s3, superuser_conn, db, tenant, tmp_path
+):
+    await start_upload(settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1))
+    reconciler = TenantReconciler(settings)
+    store = FileSecretStore(tmp_path / "secrets")
+    spec = make_spec()
+    try:
+        assert (await reconciler.reconcile(spec, store)).ok
+    finally:
+        await reconciler.close()
+    secret = await store.get(spec.secret_name)
+    dsn = (
+        make_url(settings.database_url)
+        .set(drivername="postgresql", username=secret["username"], password=secret["password"])
+        .render_as_string(hide_password=False)
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT * FROM expired_media_uploads(100)")
+        # Its own tenant has no media; the victim's pending upload stays out of sight.
+        assert await conn.fetchval("SELECT count(*) FROM media_assets") == 0
+    finally:
+        await conn.close()
