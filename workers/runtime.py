@@ -55,6 +55,9 @@ log = structlog.get_logger(__name__)
 # What a consumer logs about each message it receives (SenderId: who sent a rejected one).
 _ATTRIBUTES = ["ApproximateReceiveCount", "SenderId", "SentTimestamp"]
 
+# After the grace period: how long cancelled handlers get to clean up before exit.
+_CLEANUP_SECONDS = 10.0
+
 MESSAGES = Counter("courtside_worker_messages_total", "Messages handled", ["consumer", "outcome"])
 HANDLER_SECONDS = Histogram("courtside_worker_handler_seconds", "Handler latency", ["consumer"])
 
@@ -273,30 +276,57 @@ _CLAIM = text(
 )
 
 
+_APPLIED = text(
+    "SELECT true FROM processed_events "
+    "WHERE tenant_id = :tenant_id AND consumer = :consumer AND event_id = :event_id"
+)
+
+
+async def _vouched_event(session: AsyncSession, envelope: Envelope) -> Event:
+    """The event of the outbox row the envelope points at, in the session's tenant (the
+    envelope's); raises Rejected unless that tenant has a row with this id and type."""
+    # RLS limits this to the envelope's tenant; the explicit predicate says so too.
+    row = (
+        await session.execute(
+            select(OutboxEvent.event_type, OutboxEvent.payload).where(
+                OutboxEvent.tenant_id == envelope.tenant_id, OutboxEvent.id == envelope.id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise Rejected("no outbox event with this id in this tenant")
+    if row.event_type != envelope.type:
+        raise Rejected(f"the outbox event's type is {row.event_type!r}")
+    return Event(envelope.id, envelope.tenant_id, row.event_type, row.payload)
+
+
+async def pending_event(db: Database, consumer: str, envelope: Envelope) -> Event | None:
+    """The check apply_once makes, alone, in a short transaction: the event the envelope
+    points at, or None if this consumer already applied it; raises Rejected as apply_once
+    does. For handlers whose work must not hold a transaction open (a transcode): check,
+    work outside, then record the result with apply_once."""
+    async with db.transaction(envelope.tenant_id) as session:
+        event = await _vouched_event(session, envelope)
+        applied = await session.scalar(
+            _APPLIED,
+            {"tenant_id": envelope.tenant_id, "consumer": consumer, "event_id": envelope.id},
+        )
+        return None if applied else event
+
+
 async def apply_once(db: Database, consumer: str, envelope: Envelope, handler: Handler) -> bool:
     """Run `handler` in the envelope's tenant, in one transaction with the processed_events
     marker, on the outbox row the envelope points at. Returns False (and does nothing) if
     this consumer already applied the event; raises Rejected if that tenant has no outbox
     row with this id and type."""
     async with db.transaction(envelope.tenant_id) as session:
-        # RLS limits this to the envelope's tenant; the explicit predicate says so too.
-        row = (
-            await session.execute(
-                select(OutboxEvent.event_type, OutboxEvent.payload).where(
-                    OutboxEvent.tenant_id == envelope.tenant_id, OutboxEvent.id == envelope.id
-                )
-            )
-        ).one_or_none()
-        if row is None:
-            raise Rejected("no outbox event with this id in this tenant")
-        if row.event_type != envelope.type:
-            raise Rejected(f"the outbox event's type is {row.event_type!r}")
+        event = await _vouched_event(session, envelope)
         claimed = await session.scalar(
             _CLAIM, {"tenant_id": envelope.tenant_id, "consumer": consumer, "event_id": envelope.id}
         )
         if claimed is None:
             return False
-        await handler(session, Event(envelope.id, envelope.tenant_id, row.event_type, row.payload))
+        await handler(session, event)
     return True
 
 
@@ -397,6 +427,10 @@ class SqsConsumer:
                 )
                 MESSAGES.labels(self.name, "released").inc()
                 log.warning("message_released_on_shutdown", consumer=self.name)
+        if still_running:
+            # Let the cancelled handlers clean up (kill their ffmpeg, remove scratch
+            # files) before the process exits.
+            await asyncio.wait(still_running, timeout=_CLEANUP_SECONDS)
 
     async def _process(self, message: dict[str, Any]) -> None:
         handle = message["ReceiptHandle"]
@@ -437,9 +471,15 @@ class SqsConsumer:
         MESSAGES.labels(self.name, outcome).inc()
 
     async def _keep_invisible(self, handle: str) -> None:
+        """Extend the message's visibility every third of the timeout while its handler
+        runs, for as long as it runs (an hour's transcode). A failed extension is retried at
+        the next beat, which still comes before the message would reappear."""
         timeout = self.settings.sqs_visibility_timeout
         while True:
-            await asyncio.sleep(max(1.0, timeout / 2))
-            await self._sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=timeout
-            )
+            await asyncio.sleep(max(1.0, timeout / 3))
+            try:
+                await self._sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=timeout
+                )
+            except Exception as exc:  # noqa: BLE001 - SQS hiccup: try again next beat
+                log.warning("visibility_extension_failed", consumer=self.name, error=str(exc))
