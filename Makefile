@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: dev test check chart-test lint typecheck constraints migrate seed bench-feed bench-outbox \
-	system-deps clean
+	bench-media system-deps clean
 
 # Versions come from constraints.txt (regenerate it with `make constraints`).
 $(STAMP): pyproject.toml constraints.txt
@@ -49,6 +49,9 @@ bench-feed: $(STAMP) system-deps
 
 bench-outbox: $(STAMP) system-deps
 	$(PY) bench/outbox.py
+
+bench-media: $(STAMP) system-deps
+	$(PY) bench/media.py
 
 # Re-resolve every dependency within pyproject.toml's ranges in a fresh venv and pin the result.
 constraints:
