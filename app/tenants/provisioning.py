@@ -25,8 +25,9 @@ from app.infra.db import Database
 from app.infra.errors import Conflict
 from app.infra.mail import deliver
 from app.infra.settings import Settings
-from app.media.models import MediaAsset
+from app.media import quota
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
+from app.tenants.policy import policy_from_row
 
 # Tenants onboarded by manifest (and the demo tenant) get ids derived from their slug, so
 # the operator, the seed and the API agree on a tenant's id without a lookup across tenants.
@@ -242,16 +243,31 @@ async def invite_first_admin(
 
 @dataclass(frozen=True)
 class TenantUsage:
+    """What the tenant holds, and the storage limits in effect (its own or the platform's)."""
+
     members: int
-    storage_bytes: int
+    # Bytes its objects in S3 take (originals and renditions), and bytes uploads under way
+    # have reserved: the totals app/media/quota.py keeps in tenant_storage.
+    storage_used_bytes: int
+    storage_reserved_bytes: int
+    storage_quota_bytes: int
+    max_upload_bytes: int
 
 
-async def usage(db: Database, tenant_id: uuid.UUID) -> TenantUsage:
-    """How many members the tenant has and how many bytes its media take."""
+async def usage(db: Database, tenant_id: uuid.UUID, settings: Settings) -> TenantUsage:
+    """How many members the tenant has, its storage totals, and its effective limits."""
     async with db.transaction(tenant_id) as session:
         members = await session.scalar(select(func.count()).select_from(TenantMembership))
-        storage = await session.scalar(select(func.coalesce(func.sum(MediaAsset.size_bytes), 0)))
-    return TenantUsage(members=int(members or 0), storage_bytes=int(storage or 0))
+        storage = await quota.usage(session, tenant_id)
+        tenant = await session.get(Tenant, tenant_id)
+    limits = policy_from_row(settings, tenant)
+    return TenantUsage(
+        members=int(members or 0),
+        storage_used_bytes=storage.used_bytes,
+        storage_reserved_bytes=storage.reserved_bytes,
+        storage_quota_bytes=limits.storage_quota_bytes,
+        max_upload_bytes=limits.max_upload_bytes,
+    )
 
 
 @dataclass(frozen=True)

@@ -600,8 +600,17 @@ class TenantReconciler:
         return invited(True, "InvitationSent", _sent_message(email, invitation.expires_at))
 
     async def _usage(self, tenant_id: uuid.UUID) -> dict[str, int]:
-        usage = await provisioning.usage(self.db, tenant_id)
-        return {"members": usage.members, "storageBytes": usage.storage_bytes}
+        """status.usage: members, the storage totals the API keeps exact (used: objects in
+        S3; reserved: uploads under way) and the limits in effect (the spec's, or the
+        platform's defaults when it sets none)."""
+        usage = await provisioning.usage(self.db, tenant_id, self.settings)
+        return {
+            "members": usage.members,
+            "storageUsedBytes": usage.storage_used_bytes,
+            "storageReservedBytes": usage.storage_reserved_bytes,
+            "storageQuotaBytes": usage.storage_quota_bytes,
+            "maxUploadBytes": usage.max_upload_bytes,
+        }
 
     async def finalize(
         self, spec: TenantSpec, store: SecretStore, owner: dict[str, Any] | None = None

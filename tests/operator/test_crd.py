@@ -79,7 +79,9 @@ def test_every_field_has_a_description_for_kubectl_explain():
     # The walk reaches every level: spec, nested limits, status and the conditions' items.
     for path in (
         "spec.rateLimits.perTenant.burst",
-        "status.usage.storageBytes",
+        "status.usage.storageUsedBytes",
+        "status.usage.storageReservedBytes",
+        "status.usage.storageQuotaBytes",
         "status.conditions[].reason",
         "spec.deletionPolicy",
     ):
@@ -114,7 +116,13 @@ def _sample_tenant():
     manifest["status"] = {
         "observedGeneration": 1,
         "secretName": "tenant-riverside-tennis-db",
-        "usage": {"storageBytes": 123456789, "members": 3},
+        "usage": {
+            "members": 3,
+            "storageUsedBytes": 123456789,
+            "storageReservedBytes": 4096,
+            "storageQuotaBytes": 53687091200,
+            "maxUploadBytes": 524288000,
+        },
         "conditions": [database, ready],
     }
     # The sample is a status the operator may write: it passes the CRD's status schema.
@@ -131,6 +139,7 @@ def test_printer_columns_show_slug_ready_reason_storage_and_deletion_policy():
     assert shown["Ready"] == ["True"]
     assert shown["Reason"] == ["Reconciled"]
     assert shown["Storage"] == [123456789] and columns["Storage"]["type"] == "integer"
+    assert shown["Quota"] == [53687091200] and columns["Quota"]["priority"] == 1
     assert shown["Deletion"] == ["Delete"]
     assert shown["Age"] == ["2026-01-01T00:00:00Z"]
     # Every column's path names fields the schema declares (a typo would print <none>).

@@ -110,7 +110,7 @@ async def test_an_integrity_error_is_a_condition_not_a_silent_retry(
 
 
 async def test_an_unexpected_exception_is_reported_with_its_type(reconciler, store, monkeypatch):
-    async def broken_usage(db, tenant_id):
+    async def broken_usage(db, tenant_id, settings):
         raise ValueError("usage went wrong")
 
     monkeypatch.setattr(provisioning, "usage", broken_usage)

@@ -11,7 +11,10 @@ import httpx
 import kmock
 import pytest
 
+from app.media.models import MediaStatus
+from app.tenants.provisioning import tenant_id_for_slug
 from tests.k8s_emulator import ClusterEmulator, serve_operator_resources
+from tests.operator.test_usage_status import add_media
 
 pytestmark = pytest.mark.timeout(120)
 TENANTS = "/apis/courtside.dev/v1/tenants"
@@ -302,3 +305,28 @@ def test_each_peered_pod_gets_a_priority_of_its_own(settings, monkeypatch):
     assert kwargs(pods[0], operator_peering="courtside")["priority"] == priorities[0]["priority"]
     # An explicit OPERATOR_PRIORITY wins.
     assert kwargs(pods[0], operator_peering="courtside", operator_priority=7)["priority"] == 7
+
+
+async def test_operator_writes_storage_usage_to_the_tenants_status(operator, db):
+    """What the API's uploads hold reaches `kubectl get tenants` by the next resync."""
+    url = operator
+    slug = f"kopf-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=url) as k8s:
+        created = await k8s.post(TENANTS, json=manifest(slug, storage={"quotaBytes": 10**9}))
+        assert created.status_code in (200, 201), created.text
+
+        async def usage_reported():
+            usage = (await k8s.get(f"{TENANTS}/{slug}")).json().get("status", {}).get("usage")
+            return usage if usage and usage["storageQuotaBytes"] == 10**9 else None
+
+        assert (await _until(usage_reported))["storageUsedBytes"] == 0
+        tenant_id = tenant_id_for_slug(slug)
+        await add_media(db, tenant_id, status=MediaStatus.READY, size=4_000, renditions=1_000)
+        await add_media(db, tenant_id, status=MediaStatus.PENDING_UPLOAD, size=2_500)
+
+        async def storage_reported():
+            usage = (await k8s.get(f"{TENANTS}/{slug}")).json()["status"]["usage"]
+            return usage if usage["storageUsedBytes"] == 5_000 else None
+
+        usage = await _until(storage_reported)
+        assert usage["storageReservedBytes"] == 2_500
