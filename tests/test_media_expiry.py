@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from courtside_operator.reconcile import TenantReconciler
 from courtside_operator.secrets import FileSecretStore
@@ -349,3 +350,103 @@ async def test_a_tenants_own_database_role_may_not_call_it(
         assert await conn.fetchval("SELECT count(*) FROM media_assets") == 0
     finally:
         await conn.close()
+
+
+# --- The bucket: the lifecycle backstop and the browsers' CORS rule (ensure_resources) ---
+
+
+async def test_the_bucket_aborts_incomplete_uploads_a_day_after_the_scheduler(settings, s3):
+    lifecycle = await s3.get_bucket_lifecycle_configuration(Bucket=settings.s3_bucket)
+    [rule] = [r for r in lifecycle["Rules"] if r["ID"] == aws.LIFECYCLE_RULE_ID]
+    assert rule["Status"] == "Enabled"
+    assert rule["Filter"] == {"Prefix": ""}  # the whole bucket
+    # 24 hours of MEDIA_UPLOAD_EXPIRY_HOURS: 1 day, and a day more.
+    assert settings.media_upload_expiry_hours == 24
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2}
+
+
+@pytest.mark.parametrize("hours, days", [(1, 2), (24, 2), (25, 3), (72, 4), (0.5, 2)])
+def test_the_backstop_rounds_the_expiry_up_to_days_and_adds_one(settings, hours, days):
+    longer = settings.model_copy(update={"media_upload_expiry_hours": hours})
+    assert aws.abort_incomplete_upload_days(longer) == days
+
+
+async def test_ensure_resources_updates_its_rules_and_keeps_the_buckets_others(settings, s3):
+    bucket = f"courtside-rules-{uuid.uuid4().hex[:8]}"
+    await s3.create_bucket(Bucket=bucket)
+    theirs_lifecycle = {
+        "ID": "logs-expire",
+        "Status": "Enabled",
+        "Filter": {"Prefix": "logs/"},
+        "Expiration": {"Days": 30},
+    }
+    await s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [theirs_lifecycle]}
+    )
+    theirs_cors = {"ID": "admin-tool", "AllowedMethods": ["GET"], "AllowedOrigins": ["https://a"]}
+    await s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [theirs_cors]})
+    configured = settings.model_copy(
+        update={
+            "s3_bucket": bucket,
+            "media_upload_expiry_hours": 48,
+            "media_cors_origins": ["https://app.example"],
+        }
+    )
+
+    for _ in range(2):  # idempotent: one rule of ours however often it runs
+        await aws.ensure_resources(configured, prefix=bucket)
+
+    rules = (await s3.get_bucket_lifecycle_configuration(Bucket=bucket))["Rules"]
+    assert sorted(r["ID"] for r in rules) == sorted(["logs-expire", aws.LIFECYCLE_RULE_ID])
+    ours = next(r for r in rules if r["ID"] == aws.LIFECYCLE_RULE_ID)
+    assert ours["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
+    cors = (await s3.get_bucket_cors(Bucket=bucket))["CORSRules"]
+    assert sorted(r["ID"] for r in cors) == sorted(["admin-tool", aws.CORS_RULE_ID])
+    ours = next(r for r in cors if r["ID"] == aws.CORS_RULE_ID)
+    assert ours["AllowedOrigins"] == ["https://app.example"]
+
+
+async def test_the_bucket_lets_browsers_put_parts_and_get_playback(settings, s3):
+    cors = (await s3.get_bucket_cors(Bucket=settings.s3_bucket))["CORSRules"]
+    [rule] = [r for r in cors if r["ID"] == aws.CORS_RULE_ID]
+    assert sorted(rule["AllowedMethods"]) == ["GET", "HEAD", "PUT"]
+    assert rule["ExposeHeaders"] == ["ETag"]
+    assert rule["AllowedOrigins"] == ["*"]  # the tests run with ENVIRONMENT=test
+
+    # As a browser on another origin does it: a preflight, then the PUT of a part to its
+    # presigned URL, whose ETag the page must be allowed to read.
+    key = f"tenants/{uuid.uuid4()}/media/{uuid.uuid4()}/original"
+    upload_id = (await s3.create_multipart_upload(Bucket=settings.s3_bucket, Key=key))["UploadId"]
+    url = await s3.generate_presigned_url(
+        "upload_part",
+        Params={"Bucket": settings.s3_bucket, "Key": key, "UploadId": upload_id, "PartNumber": 1},
+        ExpiresIn=300,
+    )
+    origin = "https://coach.example"
+    async with httpx.AsyncClient() as browser:
+        preflight = await browser.options(
+            url,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        assert preflight.status_code == 200, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == origin
+        assert "PUT" in preflight.headers["access-control-allow-methods"]
+        put = await browser.put(url, content=PART, headers={"Origin": origin})
+        assert put.status_code == 200, put.text
+        assert put.headers["access-control-allow-origin"] == origin
+        assert put.headers["access-control-expose-headers"] == "ETag"
+        assert put.headers["etag"]
+    await s3.abort_multipart_upload(Bucket=settings.s3_bucket, Key=key, UploadId=upload_id)
+
+
+def test_outside_development_browsers_default_to_the_web_apps_origin(settings):
+    production = settings.model_copy(
+        update={"environment": "production", "public_url": "https://app.courtside.example/x"}
+    )
+    assert aws.media_cors_rule(production)["AllowedOrigins"] == ["https://app.courtside.example"]
+    listed = production.model_copy(update={"media_cors_origins": ["https://a", "https://b"]})
+    assert aws.media_cors_rule(listed)["AllowedOrigins"] == ["https://a", "https://b"]

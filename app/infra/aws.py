@@ -1,11 +1,14 @@
 """AWS clients configured by settings alone: real AWS, or moto via AWS_ENDPOINT_URL."""
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
 
 from app.infra.settings import Settings
 
@@ -33,11 +36,85 @@ async def client(settings: Settings, service: str) -> AsyncIterator[Any]:
         yield aws_client
 
 
-async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dict[str, str]:
-    """Create the media bucket and each queue with its dead-letter queue (idempotent).
+# The media bucket's own rules, found again by ID so that rerunning ensure_resources
+# updates them and leaves other rules on the bucket alone.
+LIFECYCLE_RULE_ID = "courtside-abort-incomplete-multipart-uploads"
+CORS_RULE_ID = "courtside-browser-media"
 
-    Returns {"notifications": url, "media": url}. Used by the local stack and the tests;
-    production creates these with infrastructure code.
+
+def abort_incomplete_upload_days(settings: Settings) -> int:
+    """DaysAfterInitiation of the bucket's backstop: a day past MEDIA_UPLOAD_EXPIRY_HOURS
+    (rounded up to days), so the scheduler always gets there first."""
+    return math.ceil(settings.media_upload_expiry_hours / 24) + 1
+
+
+def media_lifecycle_rule(settings: Settings) -> dict[str, Any]:
+    """Aborts multipart uploads nobody finished: the scheduler's backstop
+    (app/media/expiry.py), should it be down or an upload have no asset."""
+    return {
+        "ID": LIFECYCLE_RULE_ID,
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {
+            "DaysAfterInitiation": abort_incomplete_upload_days(settings)
+        },
+    }
+
+
+def media_cors_origins(settings: Settings) -> list[str]:
+    if settings.media_cors_origins:
+        return list(settings.media_cors_origins)
+    if settings.environment in ("development", "test"):
+        return ["*"]
+    public = urlsplit(settings.public_url)
+    return [f"{public.scheme}://{public.netloc}"]
+
+
+def media_cors_rule(settings: Settings) -> dict[str, Any]:
+    """Lets the web app's browsers PUT parts to presigned URLs (and read each part's ETag,
+    which finalize needs) and GET playback URLs."""
+    return {
+        "ID": CORS_RULE_ID,
+        "AllowedMethods": ["PUT", "GET", "HEAD"],
+        "AllowedOrigins": media_cors_origins(settings),
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+
+
+async def _configure_media_bucket(s3: Any, settings: Settings) -> None:
+    bucket = settings.s3_bucket
+    try:
+        lifecycle = await s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+        rules = [r for r in lifecycle.get("Rules", []) if r.get("ID") != LIFECYCLE_RULE_ID]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    await s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [*rules, media_lifecycle_rule(settings)]},
+    )
+    try:
+        cors = await s3.get_bucket_cors(Bucket=bucket)
+        cors_rules = [r for r in cors.get("CORSRules", []) if r.get("ID") != CORS_RULE_ID]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchCORSConfiguration":
+            raise
+        cors_rules = []
+    await s3.put_bucket_cors(
+        Bucket=bucket, CORSConfiguration={"CORSRules": [*cors_rules, media_cors_rule(settings)]}
+    )
+
+
+async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dict[str, str]:
+    """Create the media bucket, with its lifecycle backstop and CORS rule, and each queue
+    with its dead-letter queue (idempotent).
+
+    Returns {"notifications": url, "media": url}. Used by the local stack, the tests and
+    the chart's aws-init hook (dev clusters); production creates these with
+    infrastructure code (docs/media-storage.md has the bucket's rules).
     """
     urls: dict[str, str] = {}
     async with client(settings, "s3") as s3:
@@ -45,6 +122,7 @@ async def ensure_resources(settings: Settings, prefix: str = "courtside") -> dic
             await s3.create_bucket(Bucket=settings.s3_bucket)
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
+        await _configure_media_bucket(s3, settings)
     async with client(settings, "sqs") as sqs:
         for name in QUEUE_NAMES:
             dlq = await sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")

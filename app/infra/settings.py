@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     # Where clients reach S3 with presigned URLs, if not where the app does (a local
     # cluster: the app reaches moto in-cluster, the laptop through a port-forward).
     s3_public_endpoint_url: str | None = None
+    # Browser origins the media bucket's CORS rule admits (PUT of parts, GET of playback),
+    # as `courtside aws-init` configures it (production buckets: docs/media-storage.md).
+    # Empty: "*" in development and test, otherwise PUBLIC_URL's origin.
+    media_cors_origins: list[str] = []
 
     # Event pipeline.
     outbox_batch_size: int = 100
