@@ -251,6 +251,10 @@ async def delete_prefix(s3, bucket: str, prefix: str) -> int:  # noqa: ANN001
         deleted += len(keys)
 
 
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / MB:.1f} MB" if size_bytes >= MB else f"{size_bytes / 1000:.0f} kB"
+
+
 def _rate(seconds: float) -> float:
     return UPLOADS * FILE_BYTES / MB / seconds
 
@@ -591,8 +595,11 @@ async def processing_phase(
     renditions = row["renditions"]
     renditions = json.loads(renditions) if isinstance(renditions, str) else renditions or []
     print(
-        f"  ready: {row['duration_ms'] / 1000:.2f} s {row['width']}x{row['height']}; "
-        + ", ".join(f"{r['name']} {r['size_bytes'] / MB:.1f} MB" for r in renditions)
+        f"  ready: original {row['duration_ms'] / 1000:.2f} s {row['width']}x{row['height']}; "
+        + ", ".join(
+            f"{r['name']} {r.get('width')}x{r.get('height')} {_size(r['size_bytes'])}"
+            for r in renditions
+        )
     )
     print(
         f"  job (relay start -> processed_at): {job_s:.1f} s = {speed:.2f}x real time; "
