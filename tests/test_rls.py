@@ -205,8 +205,14 @@ async def test_tenant_table_indexes_lead_with_tenant_id(superuser_conn):
         "LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]"
     )
     tables = set(await _tenant_tables(superuser_conn)) - {"tenants"}
-    # Global lookups by design: primary keys by id, and the relay's cross-tenant queue index.
-    allowed = {"ix_outbox_events_pending"}
+    # Global lookups by design: primary keys by id, the relay's cross-tenant queue index,
+    # the scheduler's scan for expired uploads, and which posts carry an asset (a GIN index
+    # of uuids, unique across tenants; RLS adds the tenant).
+    allowed = {
+        "ix_outbox_events_pending",
+        "ix_media_assets_pending_upload_expires_at",
+        "ix_posts_media_ids",
+    }
     offenders = [
         f"{r['table']}.{r['index']}"
         for r in rows

@@ -3,7 +3,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,6 +42,12 @@ class MediaAsset(Base):
     __tablename__ = "media_assets"
     __table_args__ = (
         Index("ix_media_assets_tenant_id_owner_id", "tenant_id", "owner_id"),
+        # The scheduler's scan for expired uploads, across tenants (migration 0008).
+        Index(
+            "ix_media_assets_pending_upload_expires_at",
+            "upload_expires_at",
+            postgresql_where=text("status = 'pending_upload'"),
+        ),
         CheckConstraint(STATUS_CHECK, name="status"),
     )
 

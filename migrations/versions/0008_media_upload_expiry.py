@@ -19,6 +19,7 @@ Create Date: 2026-12-02
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 from app.infra.settings import get_settings
@@ -50,8 +51,16 @@ def upgrade() -> None:
     )
     op.execute("REVOKE ALL ON FUNCTION expired_media_uploads(integer) FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION expired_media_uploads(integer) TO {relay_role()}")
+    # The scan across tenants, oldest first: only uploads under way are in it.
+    op.create_index(
+        "ix_media_assets_pending_upload_expires_at",
+        "media_assets",
+        ["upload_expires_at"],
+        postgresql_where=sa.text("status = 'pending_upload'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_media_assets_pending_upload_expires_at", "media_assets")
     op.execute("DROP FUNCTION IF EXISTS expired_media_uploads(integer)")
     op.execute("DROP POLICY IF EXISTS media_expiry_scan ON media_assets")
