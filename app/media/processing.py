@@ -28,8 +28,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,8 +82,8 @@ class ScratchSpaceExhausted(OSError):
 
 
 class ToolKilled(Exception):
-    """ffmpeg/ffprobe ended by a signal it did not send itself (the OOM killer, an
-    operator): nothing says the file is at fault, so the job is retried."""
+    """ffmpeg/ffprobe killed by a signal from outside (the OOM killer, an operator):
+    nothing says the file is at fault, so the job is retried."""
 
 
 # --- ffprobe and ffmpeg, as child processes that never outlive their job -------------------
@@ -175,18 +176,12 @@ class Probe:
 
 async def probe(path: Path, settings: Settings, *, workdir: Path) -> Probe:
     """ffprobe `path`; MediaUnprocessable if it is not media or has no picture."""
+    entries = (
+        "format=format_name,duration:stream=codec_type,codec_name,width,height,"
+        "sample_aspect_ratio,duration:stream_tags=rotate:stream_side_data=rotation"
+    )
     code, stdout, stderr = await _run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=format_name,duration:stream=codec_type,codec_name,width,height,"
-            "sample_aspect_ratio,duration:stream_tags=rotate:stream_side_data=rotation",
-            "-of",
-            "json",
-            str(path),
-        ],
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(path)],
         workdir=workdir,
         limit=settings.media_transcode_timeout_seconds,
     )
@@ -249,7 +244,12 @@ def _duration_ms(fmt: dict[str, Any], video: dict[str, Any]) -> int | None:
 def fit(width: int, height: int, long_side: int, short_side: int) -> tuple[int, int]:
     """The largest size of the same aspect within long_side x short_side (either
     orientation), never larger than the original, both sides even (H.264 wants them so)."""
-    scale = min(1.0, long_side / max(width, height), short_side / min(width, height))
+    # Exact fractions: 1920 * (1280 / 1920) in floats may floor to 1279.
+    scale = min(
+        Fraction(1),
+        Fraction(long_side, max(width, height)),
+        Fraction(short_side, min(width, height)),
+    )
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
@@ -300,14 +300,20 @@ async def transcode(
     return await _video(src, workdir, settings, found)
 
 
-_FFMPEG = ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-y")
+_FFMPEG = "ffmpeg -nostdin -hide_banner -v error -y".split()
+# The first video and (if any) audio stream; no subtitles, data, chapters or metadata (a
+# phone's video carries its GPS position there).
+_VIDEO_STREAMS = "-map 0:v:0 -map 0:a:0? -sn -dn -map_metadata -1 -map_chapters -1".split()
+_H264_AAC = f"-c:v libx264 -pix_fmt yuv420p -c:a aac -b:a {AUDIO_BITRATE} -ac 2".split()
+_JPEG = "-frames:v 1 -q:v 3".split()
 
 
-async def _ffmpeg_step(
-    args: list[str], workdir: Path, settings: Settings, output: Path, what: str
-) -> None:
+async def _ffmpeg(settings: Settings, workdir: Path, output: Path, what: str, *args: str) -> None:
+    """ffmpeg `args` writing `output`; MediaUnprocessable if it fails or writes nothing."""
     code, _, stderr = await _run(
-        args, workdir=workdir, limit=settings.media_transcode_timeout_seconds
+        [*_FFMPEG, *args, str(output)],
+        workdir=workdir,
+        limit=settings.media_transcode_timeout_seconds,
     )
     if code != 0 or not _written(output):
         raise MediaUnprocessable(TRANSCODE_FAILED, f"{what} failed: {_last_line(stderr)}")
@@ -321,73 +327,26 @@ def _written(output: Path) -> bool:
     return False
 
 
+def _scale(width: int, height: int) -> list[str]:
+    return ["-vf", f"scale={width}:{height},setsar=1"]
+
+
 async def _video(src: Path, workdir: Path, settings: Settings, found: Probe) -> Transcoded:
     width, height = fit(found.width, found.height, VIDEO_LONG_SIDE, VIDEO_SHORT_SIDE)
-    video = workdir / "720p.mp4"
-    await _ffmpeg_step(
-        [
-            *_FFMPEG,
-            "-i",
-            str(src),
-            # The first video and (if any) audio stream; no subtitles, data or metadata
-            # (a phone's video carries its GPS position there).
-            "-map",
-            "0:v:0",
-            "-map",
-            "0:a:0?",
-            "-sn",
-            "-dn",
-            "-map_metadata",
-            "-1",
-            "-map_chapters",
-            "-1",
-            "-vf",
-            f"scale={width}:{height},setsar=1",
-            "-c:v",
-            "libx264",
-            "-preset",
-            settings.media_video_preset,
-            "-crf",
-            str(settings.media_video_crf),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            AUDIO_BITRATE,
-            "-ac",
-            "2",
-            "-threads",
-            str(ffmpeg_threads(settings)),
-            "-movflags",
-            "+faststart",
-            str(video),
-        ],
-        workdir,
+    video, poster = workdir / "720p.mp4", workdir / "poster.jpg"
+    await _ffmpeg(
         settings,
+        workdir,
         video,
         "transcoding to H.264/AAC",
+        *("-i", str(src), *_VIDEO_STREAMS, *_scale(width, height), *_H264_AAC),
+        *("-preset", settings.media_video_preset, "-crf", str(settings.media_video_crf)),
+        *("-threads", str(ffmpeg_threads(settings)), "-movflags", "+faststart"),
     )
-    poster = workdir / "poster.jpg"
     # A frame a little into the clip (the first is often black), from the small rendition.
     at = min(1.0, (found.duration_ms or 0) / 1000 / 10)
-    await _ffmpeg_step(
-        [
-            *_FFMPEG,
-            "-ss",
-            f"{at:.3f}",
-            "-i",
-            str(video),
-            "-frames:v",
-            "1",
-            "-q:v",
-            "3",
-            str(poster),
-        ],
-        workdir,
-        settings,
-        poster,
-        "the poster frame",
+    await _ffmpeg(
+        settings, workdir, poster, "the poster frame", "-ss", f"{at:.3f}", "-i", str(video), *_JPEG
     )
     return Transcoded(
         probe=found,
@@ -402,25 +361,13 @@ async def _video(src: Path, workdir: Path, settings: Settings, found: Probe) -> 
 async def _thumbnail(src: Path, workdir: Path, settings: Settings, found: Probe) -> Transcoded:
     width, height = fit(found.width, found.height, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
     thumbnail = workdir / "thumbnail.jpg"
-    await _ffmpeg_step(
-        [
-            *_FFMPEG,
-            "-i",
-            str(src),
-            "-frames:v",
-            "1",
-            "-vf",
-            f"scale={width}:{height},setsar=1",
-            "-q:v",
-            "3",
-            "-threads",
-            str(ffmpeg_threads(settings)),
-            str(thumbnail),
-        ],
-        workdir,
+    await _ffmpeg(
         settings,
+        workdir,
         thumbnail,
         "the thumbnail",
+        *("-i", str(src), *_scale(width, height), *_JPEG),
+        *("-threads", str(ffmpeg_threads(settings))),
     )
     # An image has no duration; what a decoder may report for a still is meaningless.
     still = Probe(found.format_name, None, found.width, found.height, found.video_codec, None)
@@ -542,22 +489,14 @@ class Job:
 
 @dataclass(frozen=True)
 class Rendition:
+    """An uploaded rendition, as the asset's `renditions` list records it."""
+
     name: str
     key: str
     content_type: str
     size_bytes: int
     width: int
     height: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "key": self.key,
-            "content_type": self.content_type,
-            "size_bytes": self.size_bytes,
-            "width": self.width,
-            "height": self.height,
-        }
 
 
 @dataclass(frozen=True)
@@ -624,15 +563,9 @@ async def process_original(s3: Any, settings: Settings, job: Job) -> Outcome:
                     local.content_type,
                     settings.media_transfer_chunk_bytes,
                 )
+                size = local.size_bytes
                 renditions.append(
-                    Rendition(
-                        local.name,
-                        key,
-                        local.content_type,
-                        local.size_bytes,
-                        local.width,
-                        local.height,
-                    )
+                    Rendition(local.name, key, local.content_type, size, local.width, local.height)
                 )
     except MediaUnprocessable as exc:
         log.info("media_unprocessable", media_id=str(job.media_id), code=exc.code)
@@ -676,7 +609,7 @@ async def record_outcome(session: AsyncSession, job: Job, outcome: Outcome) -> R
     asset.height = found.height
     asset.video_codec = found.video_codec
     asset.audio_codec = found.audio_codec
-    asset.renditions = [r.as_dict() for r in outcome.renditions]
+    asset.renditions = [asdict(r) for r in outcome.renditions]
     asset.thumbnail_key = outcome.thumbnail_key
     asset.error_code = None
     asset.error_reason = None
