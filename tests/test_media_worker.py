@@ -409,7 +409,10 @@ async def test_a_transcode_outlasting_the_visibility_timeout_keeps_its_message_h
     media_id = await _finalized_asset(s3, settings, superuser_conn, admin, clip, "video/mp4")
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
     timeout = 2
-    worker = _worker_settings(settings, tmp_path, sqs_visibility_timeout=timeout)
+    # A slower preset than the other tests': a wider window to catch the transcode in.
+    worker = _worker_settings(
+        settings, tmp_path, sqs_visibility_timeout=timeout, media_video_preset="slow"
+    )
     consuming = _consume_in_background(worker, s3, queue)
     stolen = []
     try:
@@ -443,7 +446,8 @@ async def test_an_asset_deleted_during_its_transcode_keeps_no_renditions(
     used_before_upload = await _used_bytes(superuser_conn, admin.tenant_id)
     media_id = await _finalized_asset(s3, settings, superuser_conn, admin, clip, "video/mp4")
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
-    consuming = _consume_in_background(_worker_settings(settings, tmp_path), s3, queue)
+    worker = _worker_settings(settings, tmp_path, media_video_preset="slow")
+    consuming = _consume_in_background(worker, s3, queue)
     try:
         running = await wait_for_transcode(os.getpid())
         for pid in running:
