@@ -565,13 +565,23 @@ VALUES_KEY_OF_ACCOUNT = {
     "courtside-migrate": "migrate",
     "courtside-operator": "operator",
 }
-# A role ARN the workers would hold: none of them may reach the API's, the scheduler's
-# or the migrations' ServiceAccount.
+# The role each component holds in values-production.yaml (the migrations hold none).
 WORKER_ROLES = {
     "outboxRelay": "arn:aws:iam::123456789012:role/courtside-outbox-relay",
     "notifications": "arn:aws:iam::123456789012:role/courtside-notifications-worker",
     "media": "arn:aws:iam::123456789012:role/courtside-media-worker",
     "operator": "arn:aws:iam::123456789012:role/courtside-operator",
+    "api": "arn:aws:iam::123456789012:role/courtside-api",
+    "scheduler": "arn:aws:iam::123456789012:role/courtside-scheduler",
+}
+# Each role's policy file in iam/.
+POLICY_OF_ROLE = {
+    "outboxRelay": "outbox-relay.json",
+    "notifications": "notifications-worker.json",
+    "media": "media-worker.json",
+    "operator": "operator.json",
+    "api": "api.json",
+    "scheduler": "scheduler.json",
 }
 
 
@@ -683,9 +693,39 @@ def projected_token(pod: dict) -> dict[str, str]:
     }
 
 
+def _allowed_actions(policy_file: str) -> set[str]:
+    policy = json.loads((CHART / "iam" / policy_file).read_text())
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        found = statement["Action"]
+        actions |= {found} if isinstance(found, str) else set(found)
+    return actions
+
+
+def test_only_the_relays_policy_may_send_to_a_queue_and_s3_rights_stay_under_tenants():
+    for role, policy_file in POLICY_OF_ROLE.items():
+        actions = _allowed_actions(policy_file)
+        assert not any("*" in a for a in actions), policy_file
+        sends = {a for a in actions if a.startswith("sqs:Send")}
+        assert (sends == {"sqs:SendMessage"}) == (role == "outboxRelay"), policy_file
+        policy = json.loads((CHART / "iam" / policy_file).read_text())
+        for statement in policy["Statement"]:
+            found = statement["Action"]
+            listed = [found] if isinstance(found, str) else found
+            if any(a.startswith("s3:") and a != "s3:ListBucket" for a in listed):
+                assert statement["Resource"] == "arn:aws:s3:::courtside-media/tenants/*"
+    # What the API does with S3 (app/media/objects.py) and signs for clients.
+    assert {"s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts"} <= _allowed_actions(
+        "api.json"
+    )
+    assert not any(a.startswith("sqs:") for a in _allowed_actions("api.json"))
+    assert not any(a.startswith("sqs:") for a in _allowed_actions("scheduler.json"))
+
+
 def test_the_api_pod_cannot_take_the_outbox_relays_role():
-    """With the production values, the API (and the scheduler and the migrations) get no
-    role from the webhook, and their own identity token can't assume the relay's role,
+    """With the production values, the API and the scheduler get their own roles (S3
+    only), the migrations none, and their identity tokens can't assume the relay's role,
     the only one that may sqs:SendMessage: they can't forge queue messages."""
     objects = rendered("values-production.yaml")
     accounts = service_accounts(objects)
@@ -697,11 +737,13 @@ def test_the_api_pod_cannot_take_the_outbox_relays_role():
     pods = pods_by_component(objects)
     [relay_pod, *_] = pods["worker-outbox-relay"]
     assert trust_admits(relay_trust, projected_token(relay_pod))  # the control
+    own_role = {"api": WORKER_ROLES["api"], "worker-scheduler": WORKER_ROLES["scheduler"]}
     for component in ("api", "worker-scheduler", "migrate"):
         for pod in pods[component]:
             account = chart_annotations(accounts[pod["serviceAccountName"]])
-            # The webhook injects AWS_ROLE_ARN from this annotation: none at all.
-            assert account == {}, component
+            # The webhook injects AWS_ROLE_ARN from this annotation: its own role, or none.
+            expected = {IRSA_ROLE: own_role[component]} if component in own_role else {}
+            assert account == expected, component
             assert not trust_admits(relay_trust, projected_token(pod)), component
     # And no other pod either.
     for component, specs in pods.items():
@@ -720,7 +762,6 @@ def test_the_api_and_scheduler_carry_none_of_the_workers_annotations(objects):
     }
     for name in ("courtside-api", "courtside-scheduler"):
         assert not set(chart_annotations(accounts[name]).items()) & worker_annotations, name
-        assert IRSA_ROLE not in chart_annotations(accounts[name]), name
 
 
 def test_two_components_under_one_role_fail_the_render():

@@ -445,7 +445,7 @@ def expected_budget(values: dict, keda: bool = True) -> dict[str, int]:
                 else (worker["replicaCount"])
             )
             lines[f"worker {name}"] = pods * per_worker
-    fixed = {"outboxRelay": ("worker outbox-relay", 5), "scheduler": ("worker scheduler", 1)}
+    fixed = {"outboxRelay": ("worker outbox-relay", 5), "scheduler": ("worker scheduler", 2)}
     for key, (name, each) in fixed.items():
         if v["workers"][key]["enabled"]:
             lines[name] = v["workers"][key]["replicaCount"] * each

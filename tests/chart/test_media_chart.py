@@ -48,6 +48,13 @@ def test_the_media_worker_writes_to_a_size_limited_scratch_volume(mode, monkeypa
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert mounts["/tmp"]["name"] != mount["name"]
 
+    # The size is the operator's to choose.
+    _, bigger, _ = media_pod(
+        in_mode(mode, {"workers": {"media": {"scratch": {"sizeLimit": "40Gi"}}}})
+    )
+    [scratch_volume] = [v for v in bigger["volumes"] if v["name"] == mount["name"]]
+    assert scratch_volume["emptyDir"] == {"sizeLimit": "40Gi"}
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_the_media_worker_gets_its_own_cpu_memory_and_disk(mode):

@@ -194,7 +194,7 @@ counted though only the leader works), and the migrations' one. */}}
 {{- $lines = append $lines (dict "name" "worker outbox-relay" "pods" .replicaCount "each" 5) }}
 {{- end }}{{ end }}
 {{- with .Values.workers.scheduler }}{{ if .enabled }}
-{{- $lines = append $lines (dict "name" "worker scheduler" "pods" .replicaCount "each" 1) }}
+{{- $lines = append $lines (dict "name" "worker scheduler" "pods" .replicaCount "each" 2) }}
 {{- end }}{{ end }}
 {{- if .Values.operator.enabled }}
 {{- $lines = append $lines (dict "name" "operator" "pods" .Values.operator.replicaCount "each" $db.operator.maxConnections) }}
