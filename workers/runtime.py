@@ -173,7 +173,11 @@ def dependencies(settings: Settings, worker: str) -> list[Dependency]:
         "outbox-relay": [_postgresql(settings.relay_database_url), notifications, media],
         "notifications": [_postgresql(settings.database_url), notifications],
         "media": [_postgresql(settings.database_url), media],
-        "scheduler": [_postgresql(settings.relay_database_url)],
+        # Its jobs run as the relay role and, in a tenant's rows, as the runtime role.
+        "scheduler": [
+            _postgresql(settings.relay_database_url),
+            _postgresql(settings.database_url),
+        ],
     }.get(worker, [])
 
 
