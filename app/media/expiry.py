@@ -103,6 +103,7 @@ async def expire_upload(
         if not removed:
             return ExpiryResult.FINALIZING
         asset.status = MediaStatus.EXPIRED
+        asset.upload_id = None  # as finalize leaves it: no upload in S3 any more
         await quota.release(session, asset)
     log.info("media_upload_expired", tenant_id=str(tenant_id), media_id=str(media_id))
     return ExpiryResult.EXPIRED
