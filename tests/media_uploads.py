@@ -1,14 +1,21 @@
-"""Uploading media as a client does: an intent from the API, each part PUT straight to S3
-at its presigned URL over plain HTTP, then finalize."""
+"""Media in tests: uploading as a client does (an intent from the API, each part PUT
+straight to S3 at its presigned URL over plain HTTP, then finalize), the tenant's storage
+totals, and running the media worker until its queue is empty."""
 
 import asyncio
 import os
 import uuid
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 
+from app.infra.db import Database
+from app.infra.settings import Settings
 from tests.factories import Account
+from workers.media import MediaHandler
+from workers.runtime import Shutdown, SqsConsumer
 
 MIB = 1024 * 1024
 
@@ -103,3 +110,33 @@ async def set_storage_limits(
         max_upload_bytes,
         quota_bytes,
     )
+
+
+def media_worker_settings(settings: Settings, tmp_path: Path, **overrides: Any) -> Settings:
+    """The worker's settings in tests: quick polls, the fastest x264 preset, scratch space
+    in the test's own directory."""
+    return settings.model_copy(
+        update={
+            "sqs_wait_seconds": 1,
+            "media_video_preset": "ultrafast",
+            "media_scratch_dir": str(tmp_path / "scratch"),
+            "worker_concurrency": 2,
+            **overrides,
+        }
+    )
+
+
+async def run_media_worker_until_idle(worker_settings: Settings, s3: Any, queue: str) -> None:
+    """The media consumer, in one-shot mode: returns once the queue is empty."""
+    db = Database.from_settings(worker_settings)
+    try:
+        await SqsConsumer(
+            worker_settings,
+            name="media",
+            queue_url=queue,
+            handle=MediaHandler(worker_settings, db, s3),
+            shutdown=Shutdown(),
+            stop_when_idle=True,
+        ).run()
+    finally:
+        await db.dispose()

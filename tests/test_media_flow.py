@@ -10,13 +10,18 @@ import httpx
 import pytest
 
 from app.infra import aws
-from app.infra.db import Database, asyncpg_dsn
+from app.infra.db import asyncpg_dsn
 from tests.factories import create_club
 from tests.media_clips import make_clip, probe, top_level_boxes
-from tests.media_uploads import finalize, put_parts, storage_of, upload_intent
-from workers.media import MediaHandler
+from tests.media_uploads import (
+    finalize,
+    media_worker_settings,
+    put_parts,
+    run_media_worker_until_idle,
+    storage_of,
+    upload_intent,
+)
 from workers.outbox_relay import OutboxRelay, Publisher
-from workers.runtime import Shutdown, SqsConsumer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,13 +43,7 @@ async def test_a_clip_goes_from_the_phone_to_playback(client, settings, superuse
     finalized = await finalize(client, athlete, media_id, parts)
     assert finalized.status_code == 202, finalized.text
 
-    worker_settings = settings.model_copy(
-        update={
-            "sqs_wait_seconds": 1,
-            "media_video_preset": "ultrafast",
-            "media_scratch_dir": str(tmp_path / "scratch"),
-        }
-    )
+    worker_settings = media_worker_settings(settings, tmp_path)
     async with aws.client(settings, "sqs") as sqs, aws.client(settings, "s3") as s3:
         queue = (await sqs.create_queue(QueueName=f"flow-{uuid.uuid4().hex[:10]}"))["QueueUrl"]
         pool = await asyncpg.create_pool(
@@ -55,18 +54,7 @@ async def test_a_clip_goes_from_the_phone_to_playback(client, settings, superuse
             assert await relay.drain() == 1
         finally:
             await pool.close()
-        db = Database.from_settings(worker_settings)
-        try:
-            await SqsConsumer(
-                worker_settings,
-                name="media",
-                queue_url=queue,
-                handle=MediaHandler(worker_settings, db, s3),
-                shutdown=Shutdown(),
-                stop_when_idle=True,
-            ).run()
-        finally:
-            await db.dispose()
+        await run_media_worker_until_idle(worker_settings, s3, queue)
 
     asset = (await client.get(f"/media/{media_id}", headers=athlete.headers)).json()
     assert asset["status"] == "ready", asset

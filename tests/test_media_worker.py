@@ -21,7 +21,6 @@ from prometheus_client import REGISTRY
 from app.events.envelope import Envelope
 from app.events.outbox import add_event
 from app.infra import aws
-from app.infra.db import Database
 from courtside.local.devstack import free_port
 from tests.factories import register_tenant
 from tests.media_clips import (
@@ -34,8 +33,7 @@ from tests.media_clips import (
     top_level_boxes,
     wait_for_transcode,
 )
-from workers.media import MediaHandler
-from workers.runtime import Shutdown, SqsConsumer
+from tests.media_uploads import media_worker_settings, run_media_worker_until_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,34 +48,6 @@ async def clients(settings):
 async def queue(clients):
     _, sqs = clients
     return (await sqs.create_queue(QueueName=f"media-{uuid.uuid4().hex[:10]}"))["QueueUrl"]
-
-
-def _worker_settings(settings, tmp_path, **overrides):
-    return settings.model_copy(
-        update={
-            "sqs_wait_seconds": 1,
-            "media_video_preset": "ultrafast",
-            "media_scratch_dir": str(tmp_path / "scratch"),
-            "worker_concurrency": 2,
-            **overrides,
-        }
-    )
-
-
-async def _run_until_idle(worker_settings, s3, queue):
-    """The media consumer, in one-shot mode: returns once the queue is empty."""
-    db = Database.from_settings(worker_settings)
-    try:
-        await SqsConsumer(
-            worker_settings,
-            name="media",
-            queue_url=queue,
-            handle=MediaHandler(worker_settings, db, s3),
-            shutdown=Shutdown(),
-            stop_when_idle=True,
-        ).run()
-    finally:
-        await db.dispose()
 
 
 async def _used_bytes(conn, tenant_id) -> int:
@@ -210,7 +180,7 @@ async def test_a_clip_becomes_ready_with_a_720p_rendition_and_a_poster_counted_i
     stored_before = (await _asset(superuser_conn, media_id))["stored_bytes"]
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
 
     asset = await _asset(superuser_conn, media_id)
     assert asset["status"] == "ready", asset
@@ -263,7 +233,7 @@ async def test_an_image_gets_a_thumbnail_only(
     used_before = await _used_bytes(superuser_conn, admin.tenant_id)
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
 
     asset = await _asset(superuser_conn, media_id)
     assert asset["status"] == "ready", asset
@@ -291,7 +261,7 @@ async def test_a_corrupt_file_fails_with_a_reason_and_is_not_retried(
     handled, failed = _messages("handled"), _messages("failed")
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
 
     asset = await _asset(superuser_conn, media_id)
     assert asset["status"] == "failed"
@@ -321,7 +291,7 @@ async def test_a_transient_s3_error_leaves_the_job_to_be_retried(
         closed_port = sock.getsockname()[1]
     failed = _messages("failed")
     # The message stays invisible for a while after the failure: the run stops first.
-    first = _worker_settings(settings, tmp_path, sqs_visibility_timeout=4)
+    first = media_worker_settings(settings, tmp_path, sqs_visibility_timeout=4)
     async with get_session().create_client(
         "s3",
         endpoint_url=f"http://127.0.0.1:{closed_port}",
@@ -330,7 +300,7 @@ async def test_a_transient_s3_error_leaves_the_job_to_be_retried(
         aws_secret_access_key="test",  # noqa: S106 - moto's
         config=AioConfig(retries={"mode": "standard", "max_attempts": 1}),
     ) as broken_s3:
-        await _run_until_idle(first, broken_s3, queue)
+        await run_media_worker_until_idle(first, broken_s3, queue)
 
     assert _messages("failed") - failed == 1
     asset = await _asset(superuser_conn, media_id)
@@ -339,7 +309,7 @@ async def test_a_transient_s3_error_leaves_the_job_to_be_retried(
 
     # Once visible again (its visibility timeout over), the same message is processed.
     await _until_visible(sqs, queue)
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
     assert (await _asset(superuser_conn, media_id))["status"] == "ready"
     assert _messages("failed") - failed == 1
 
@@ -358,7 +328,7 @@ async def test_a_job_is_applied_once_however_often_it_arrives(
     for _ in range(2):
         await sqs.send_message(QueueUrl=queue, MessageBody=job.to_body())
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
 
     asset = await _asset(superuser_conn, media_id)
     assert asset["status"] == "ready"
@@ -384,7 +354,7 @@ async def test_assets_already_processed_or_deleted_are_left_as_they_are(
     for media_id in (ready, deleted):
         await _send_job(db, sqs, queue, admin.tenant_id, media_id)
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)
+    await run_media_worker_until_idle(media_worker_settings(settings, tmp_path), s3, queue)
 
     asset = await _asset(superuser_conn, ready)
     assert (asset["status"], asset["renditions"], asset["processed_at"]) == ("ready", [], None)
@@ -395,7 +365,7 @@ async def test_assets_already_processed_or_deleted_are_left_as_they_are(
 
 
 def _consume_in_background(worker_settings, s3, queue) -> asyncio.Task:
-    return asyncio.create_task(_run_until_idle(worker_settings, s3, queue))
+    return asyncio.create_task(run_media_worker_until_idle(worker_settings, s3, queue))
 
 
 async def test_a_transcode_outlasting_the_visibility_timeout_keeps_its_message_hidden(
@@ -410,7 +380,7 @@ async def test_a_transcode_outlasting_the_visibility_timeout_keeps_its_message_h
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
     timeout = 2
     # A slower preset than the other tests': a wider window to catch the transcode in.
-    worker = _worker_settings(
+    worker = media_worker_settings(
         settings, tmp_path, sqs_visibility_timeout=timeout, media_video_preset="slow"
     )
     consuming = _consume_in_background(worker, s3, queue)
@@ -446,7 +416,7 @@ async def test_an_asset_deleted_during_its_transcode_keeps_no_renditions(
     used_before_upload = await _used_bytes(superuser_conn, admin.tenant_id)
     media_id = await _finalized_asset(s3, settings, superuser_conn, admin, clip, "video/mp4")
     await _send_job(db, sqs, queue, admin.tenant_id, media_id)
-    worker = _worker_settings(settings, tmp_path, media_video_preset="slow")
+    worker = media_worker_settings(settings, tmp_path, media_video_preset="slow")
     consuming = _consume_in_background(worker, s3, queue)
     try:
         running = await wait_for_transcode(os.getpid())
@@ -568,7 +538,9 @@ async def test_forged_media_jobs_leave_another_tenants_asset_untouched(
     ):
         await sqs.send_message(QueueUrl=queue, MessageBody=body)
 
-    await _run_until_idle(_worker_settings(settings, tmp_path), s3, queue)  # neither crashed
+    await run_media_worker_until_idle(
+        media_worker_settings(settings, tmp_path), s3, queue
+    )  # neither crashed
     assert _messages("rejected") - rejected_before == 3  # nor looping
     for media_id in (victims_asset, attackers_asset):
         asset = await _asset(superuser_conn, media_id)
