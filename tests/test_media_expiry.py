@@ -10,9 +10,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from courtside_operator.reconcile import TenantReconciler
-from courtside_operator.secrets import FileSecretStore
-from sqlalchemy.engine import make_url
 
 from app.infra import aws
 from app.infra.db import asyncpg_dsn
@@ -20,7 +17,7 @@ from app.media import quota
 from app.media.expiry import ExpiryResult, due_uploads, expire_upload
 from app.media.models import MediaAsset
 from tests.factories import register_tenant
-from tests.operator.conftest import make_spec
+from tests.operator.conftest import onboard_tenant, role_dsn
 from workers.scheduler import JOBS, JobContext, run_job_once
 
 QUOTA = 10**12
@@ -329,20 +326,8 @@ async def test_a_tenants_own_database_role_may_not_call_it(
     settings, s3, superuser_conn, db, tenant, tmp_path
 ):
     await start_upload(settings, s3, superuser_conn, db, tenant, expires_in=timedelta(hours=-1))
-    reconciler = TenantReconciler(settings)
-    store = FileSecretStore(tmp_path / "secrets")
-    spec = make_spec()
-    try:
-        assert (await reconciler.reconcile(spec, store)).ok
-    finally:
-        await reconciler.close()
-    secret = await store.get(spec.secret_name)
-    dsn = (
-        make_url(settings.database_url)
-        .set(drivername="postgresql", username=secret["username"], password=secret["password"])
-        .render_as_string(hide_password=False)
-    )
-    conn = await asyncpg.connect(dsn)
+    _, secret = await onboard_tenant(settings, tmp_path)
+    conn = await asyncpg.connect(role_dsn(settings, secret["username"], secret["password"]))
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.fetch("SELECT * FROM expired_media_uploads(100)")

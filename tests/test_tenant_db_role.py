@@ -11,12 +11,9 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 from alembic import command
-from courtside_operator.reconcile import TenantReconciler
-from courtside_operator.secrets import FileSecretStore
 from sqlalchemy.engine import make_url
 
 from app.infra.dbadmin import alembic_config, drop_database
-from app.infra.settings import Settings
 from app.tenants.provisioning import tenant_id_for_slug
 from tests.factories import (
     INVITATION_SUBJECT,
@@ -28,7 +25,7 @@ from tests.factories import (
     next_mail,
     token_in,
 )
-from tests.operator.conftest import make_spec
+from tests.operator.conftest import onboard_tenant, role_dsn
 
 DENIED = asyncpg.InsufficientPrivilegeError
 
@@ -47,14 +44,6 @@ TENANT_READABLE = {
     "comments",
     "notifications",
 }
-
-
-def role_dsn(settings: Settings, role: str, password: str) -> str:
-    return (
-        make_url(settings.database_url)
-        .set(drivername="postgresql", username=role, password=password)
-        .render_as_string(hide_password=False)
-    )
 
 
 @dataclass
@@ -78,15 +67,7 @@ async def victim(client) -> dict:
 async def tenant_role(settings, client, tmp_path) -> AsyncIterator[TenantRole]:
     """A tenant onboarded by the operator, with a space and a post, and a connection as its
     own database role."""
-    reconciler = TenantReconciler(settings)
-    store = FileSecretStore(tmp_path / "secrets")
-    spec = make_spec()
-    try:
-        assert (await reconciler.reconcile(spec, store)).ok
-    finally:
-        await reconciler.close()
-    secret = await store.get(spec.secret_name)
-    assert secret is not None
+    spec, secret = await onboard_tenant(settings, tmp_path)
     joined = await client.post(
         "/auth/invitations/accept",
         json={
