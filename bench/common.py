@@ -91,6 +91,11 @@ class Stack:
                 time.sleep(0.2)
         raise RuntimeError(f"{argv} did not start")
 
+    def serve_api(self, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """The product's API (`courtside api`) on 127.0.0.1:`port`, once it answers."""
+        argv = [python(), "-m", "courtside.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+        return self.serve(argv, port, env)
+
     def close(self) -> None:
         for item in reversed(self._stop):
             item.stop()  # type: ignore[attr-defined]

@@ -218,17 +218,7 @@ def main() -> None:
         generous.update(
             dict(item.split("=", 1) for item in os.environ.get("BENCH_API_ENV", "").split())
         )
-        stack.serve(
-            [
-                python(),
-                "-m",
-                "courtside.cli",
-                "api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-            ],
+        stack.serve_api(
             api_port,
             env=generous,
         )

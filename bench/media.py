@@ -657,17 +657,7 @@ def main() -> None:
             for u in users
         ]
         api_port = devstack.free_port()
-        stack.serve(
-            [
-                python(),
-                "-m",
-                "courtside.cli",
-                "api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-            ],
+        stack.serve_api(
             api_port,
             env={
                 "RATE_LIMIT_MAX_PER_IP": "100000000",
