@@ -2,17 +2,24 @@
 
 from app.audit.models import AuditLog
 from app.auth.models import RefreshToken, User
+from app.bookings.models import CalendarFeedToken, CoachBlock, CoachingSession, SessionReminder
 from app.events.models import OutboxEvent, ProcessedEvent
 from app.infra.db import Base
 from app.media.models import MediaAsset, MediaComment, TenantStorage
 from app.notifications.models import Notification
 from app.posts.models import Comment, Post
+from app.scheduling.models import AvailabilityOverride, AvailabilityRule, SessionType
 from app.spaces.models import Space, SpaceMember
 from app.tenants.db_roles import TenantDbRole
 from app.tenants.models import Invitation, Tenant, TenantMembership
 
 __all__ = [
     "AuditLog",
+    "AvailabilityOverride",
+    "AvailabilityRule",
+    "CalendarFeedToken",
+    "CoachBlock",
+    "CoachingSession",
     "Base",
     "Comment",
     "Invitation",
@@ -23,6 +30,8 @@ __all__ = [
     "Post",
     "ProcessedEvent",
     "RefreshToken",
+    "SessionReminder",
+    "SessionType",
     "Space",
     "SpaceMember",
     "Tenant",

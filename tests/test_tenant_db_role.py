@@ -38,6 +38,11 @@ TENANT_READABLE = {
     "media_assets",
     "media_comments",
     "tenant_storage",
+    "session_types",
+    "availability_rules",
+    "availability_overrides",
+    "coach_blocks",
+    "coaching_sessions",
     "spaces",
     "space_members",
     "posts",
@@ -208,7 +213,15 @@ async def test_pointing_app_tenant_id_elsewhere_shows_no_rows(
 
 
 @pytest.mark.parametrize(
-    "table", ["refresh_tokens", "invitations", "outbox_events", "processed_events"]
+    "table",
+    [
+        "refresh_tokens",
+        "invitations",
+        "outbox_events",
+        "processed_events",
+        "calendar_feed_tokens",
+        "session_reminders",
+    ],
 )
 async def test_credentials_and_internals_are_not_readable(tenant_role, table):
     with pytest.raises(DENIED):

@@ -158,6 +158,17 @@ class Settings(BaseSettings):
     # Empty: "*" in development and test, otherwise PUBLIC_URL's origin.
     media_cors_origins: list[str] = []
 
+    # Scheduling (app/scheduling, app/bookings).
+    # Slots start on this grid of the coach's wall clock (minutes past the hour).
+    scheduling_slot_step_minutes: int = Field(15, ge=5, le=240)
+    # How long a hold keeps a place while a client checks out.
+    booking_hold_minutes: int = Field(10, ge=1, le=120)
+    # Athletes may cancel up to this long before a session (a tenant may set its own);
+    # coaches, SCHEDULERs and ADMINs always may.
+    booking_cancellation_cutoff_minutes: int = Field(24 * 60, ge=0)
+    # The widest range one availability query may ask for.
+    scheduling_max_range_days: int = Field(62, ge=1, le=366)
+
     # Event pipeline.
     outbox_batch_size: int = 100
     outbox_max_attempts: int = 8
@@ -171,6 +182,7 @@ class Settings(BaseSettings):
         "comment.created": ["notifications"],
         "session.scheduled": ["notifications"],
         "session.cancelled": ["notifications"],
+        "session.reminder": ["notifications"],
         "media.process": ["media"],
         "media.comment.created": ["notifications"],
     }

@@ -8,6 +8,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     text,
@@ -57,6 +58,8 @@ class Tenant(Base):
     rate_limits: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     max_upload_bytes: Mapped[int | None] = mapped_column(BigInteger)
     storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # How long before a session athletes may still cancel it; NULL: the platform default.
+    booking_cancellation_cutoff_minutes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = created_at()
 
 
