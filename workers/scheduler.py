@@ -5,7 +5,7 @@ the job's key), so any number of scheduler replicas may run. The locks are held 
 connection as the relay role, which sees every tenant's outbox and no other tenant table.
 A job that must act in a tenant's rows does so through the runtime role's `Database`, one
 tenant transaction at a time, as services do; each job gets a JobContext with both, and
-an S3 client. Later features add jobs to JOBS (session reminders).
+an S3 client.
 """
 
 import hashlib
@@ -19,6 +19,7 @@ import structlog
 from prometheus_client import Counter
 
 import app.models  # noqa: F401  (every table mapped: the assets' foreign keys resolve at flush)
+from app.bookings.reminders import send_due_reminders
 from app.infra import aws
 from app.infra.db import Database, asyncpg_dsn
 from app.infra.settings import Settings
@@ -79,10 +80,18 @@ async def expire_media_uploads(ctx: JobContext) -> int:
     return done.expired
 
 
+async def send_session_reminders(ctx: JobContext) -> int:
+    """Reminders 24 h and 1 h before each scheduled session, once each
+    (app/bookings/reminders.py)."""
+    return await send_due_reminders(ctx.conn, ctx.db)
+
+
 JOBS: list[Job] = [
     Job("outbox-cleanup", 3600, cleanup_outbox),
     # An upload expires at most this late; the lifecycle rule is a day later still.
     Job("media-upload-expiry", 600, expire_media_uploads),
+    # A reminder goes out at most this late (plus a tick).
+    Job("session-reminders", 60, send_session_reminders),
 ]
 
 
