@@ -1,6 +1,6 @@
 """Sending one mail over SMTP: the boundary where a mail provider plugs in."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -12,6 +12,15 @@ log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # "maintype/subtype"
+    content: bytes
+    # More Content-Type parameters (a calendar invitation's {"method": "REQUEST"}).
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Mail:
     to: str
     subject: str
@@ -19,6 +28,7 @@ class Mail:
     # What the mail is for ("invitation", "password_reset", …): logged instead of the body,
     # which may carry a token.
     kind: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 async def send(settings: Settings, mail: Mail) -> None:
@@ -29,6 +39,15 @@ async def send(settings: Settings, mail: Mail) -> None:
     message["Subject"] = mail.subject
     # 8bit, not quoted-printable: links stay whole and copyable wherever the mail is read.
     message.set_content(mail.body, cte="8bit")
+    for attachment in mail.attachments:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.content,
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment.filename,
+            params=attachment.params,
+        )
     await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10)
 
 

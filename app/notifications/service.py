@@ -5,16 +5,18 @@ point 4); the other public functions are units of work of their own. Who may rea
 notification: app/notifications/permissions.py."""
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
 
-import aiosmtplib
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.caller import Caller
 from app.auth.models import User
+from app.calendar.service import INVITATION_EVENTS, session_invitation
+from app.events.models import OutboxEvent
+from app.infra import mail
 from app.infra.db import Database
 from app.infra.errors import NotFound
 from app.infra.pagination import Page, after_cursor, page_of
@@ -27,9 +29,38 @@ MESSAGES = {
     "post.created": ("New post in your space", "{actor} posted in a space you belong to."),
     "comment.created": ("New comment on your post", "Someone commented on your post."),
     "media.comment.created": ("New comment on your video", "Someone commented on your video."),
-    "session.scheduled": ("Session booked", "A coaching session was booked."),
-    "session.cancelled": ("Session cancelled", "A coaching session was cancelled."),
+    "session.scheduled": ("Session booked: {title}", "{title} is booked for {when}."),
+    "session.cancelled": ("Session cancelled: {title}", "{title} on {when} was cancelled."),
+    "session.reminder": ("Reminder: {title} in {lead}", "{title} starts in {lead}, at {when}."),
 }
+SESSION_EVENTS = ("session.scheduled", "session.cancelled", "session.reminder")
+# A reminder's payload "kind", as its mail says it.
+REMINDER_LEADS = {"24h": "24 hours", "1h": "1 hour"}
+_TITLE_LENGTH = 200  # notifications.title
+
+
+def _session_fields(payload: Mapping[str, Any]) -> dict[str, str]:
+    """What a session event's message says: its title, when (UTC; the attached .ics shows
+    it in the reader's own zone) and, for a reminder, how soon."""
+    when = str(payload.get("starts_at", ""))
+    try:
+        when = datetime.fromisoformat(when).astimezone(UTC).strftime("%a %d %b %Y, %H:%M UTC")
+    except ValueError:
+        pass
+    kind = str(payload.get("kind", ""))
+    return {
+        # One line: it goes into the mail's Subject, where a line break is refused.
+        "title": " ".join(str(payload.get("title") or "").split()) or "A coaching session",
+        "when": when,
+        "lead": REMINDER_LEADS.get(kind, kind),
+    }
+
+
+def message_for(event_type: str, payload: Mapping[str, Any]) -> tuple[str, str]:
+    """The notification's title and body for an event."""
+    title, body = MESSAGES[event_type]
+    fields = _session_fields(payload) if event_type in SESSION_EVENTS else {"actor": "A member"}
+    return title.format_map(fields)[:_TITLE_LENGTH], body.format_map(fields)
 
 
 async def recipients_for(
@@ -51,7 +82,7 @@ async def recipients_for(
     if event_type == "media.comment.created":
         owner = payload["owner_id"]
         return [] if owner == actor else [uuid.UUID(owner)]
-    if event_type in ("session.scheduled", "session.cancelled"):
+    if event_type in SESSION_EVENTS:
         return list(
             dict.fromkeys(
                 uuid.UUID(payload[k]) for k in ("coach_id", "athlete_id") if payload.get(k)
@@ -79,7 +110,7 @@ async def notify(
         select(User.id, User.email_notifications).where(User.id.in_(recipients))
     )
     wants_email = {user_id: wants for user_id, wants in rows.all()}
-    title, body = MESSAGES[event_type]
+    title, body = message_for(event_type, payload)
     for user_id in recipients:
         if user_id not in wants_email:  # not (or no longer) a member of this tenant
             continue
@@ -90,7 +121,7 @@ async def notify(
                 event_id=event_id,
                 kind=event_type,
                 title=title,
-                body=body.format(actor="A member"),
+                body=body,
                 data={k: v for k, v in payload.items() if k.endswith("_id")},
                 email_pending=wants_email[user_id],
             )
@@ -102,7 +133,8 @@ async def send_pending_emails(
     db: Database, settings: Settings, *, tenant_id: uuid.UUID, event_id: uuid.UUID
 ) -> int:
     """Email the event's notifications not yet emailed, in the event's tenant (at least
-    once: a crash between sending and marking may send one twice, never zero times)."""
+    once: a crash between sending and marking may send one twice, never zero times).
+    Mails about a booked or cancelled session carry its .ics (METHOD REQUEST or CANCEL)."""
     async with db.transaction(tenant_id) as session:
         rows = (
             await session.execute(
@@ -111,14 +143,17 @@ async def send_pending_emails(
                 .where(Notification.event_id == event_id, Notification.email_pending)
             )
         ).all()
+        attachments = await _attachments(session, event_id) if rows else ()
     for notification, email in rows:
-        message = EmailMessage()
-        message["From"] = settings.smtp_from
-        message["To"] = email
-        message["Subject"] = notification.title
-        message.set_content(notification.body)
-        await aiosmtplib.send(
-            message, hostname=settings.smtp_host, port=settings.smtp_port, timeout=10
+        await mail.send(
+            settings,
+            mail.Mail(
+                to=email,
+                subject=notification.title,
+                body=notification.body,
+                kind=notification.kind,
+                attachments=attachments,
+            ),
         )
         # One transaction per mail sent: a later failure leaves the earlier ones marked.
         async with db.transaction(tenant_id) as session:
@@ -128,6 +163,27 @@ async def send_pending_emails(
                 .values(email_pending=False)
             )
     return len(rows)
+
+
+async def _attachments(session: AsyncSession, event_id: uuid.UUID) -> tuple[mail.Attachment, ...]:
+    """The calendar invitation of a session event's mails, from the event's outbox row."""
+    event = await session.get(OutboxEvent, event_id)
+    if event is None or event.event_type not in INVITATION_EVENTS:
+        return ()
+    invitation = await session_invitation(
+        session, event.event_type, event.payload, stamp=event.created_at
+    )
+    if invitation is None:
+        return ()
+    method, content = invitation
+    return (
+        mail.Attachment(
+            filename="invite.ics" if method == "REQUEST" else "cancel.ics",
+            content_type="text/calendar",
+            content=content,
+            params={"method": str(method), "charset": "utf-8"},
+        ),
+    )
 
 
 async def list_notifications(
