@@ -12,7 +12,6 @@ Both follow from one representation: over the queried span a zone's UTC offset i
 piecewise constant (`_Offsets`), and within a piece local time is UTC plus a constant.
 """
 
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -280,17 +279,22 @@ def slot_starts(
     span = _Span(start, end + duration)
     by_zone = _windows_by_zone(rules, overrides, span)
     every = _merge(w for ws in by_zone.values() for w in ws)
-    window_starts = [a for a, _ in every]
-    found: set[datetime] = set()
+    per_zone: list[list[datetime]] = []
     for zone, zone_windows in by_zone.items():
         offsets = span.offsets(zone)
+        found: list[datetime] = []
+        i = 0  # the merged window holding t: both only move forward
         for window in zone_windows:
             if window[1] <= start or window[0] >= end:
                 continue
             for t in offsets.grid(window, step):
                 if not start <= t < end:
                     continue
-                i = bisect_right(window_starts, t) - 1
-                if i >= 0 and t + duration <= every[i][1]:
-                    found.add(t)
-    return sorted(found)
+                while every[i][1] <= t:
+                    i += 1
+                if t + duration <= every[i][1]:
+                    found.append(t)
+        per_zone.append(found)
+    if len(per_zone) == 1:
+        return per_zone[0]  # one zone's windows are disjoint and sorted: so are its starts
+    return sorted({t for found in per_zone for t in found})
