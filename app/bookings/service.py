@@ -1,0 +1,784 @@
+"""Holds, bookings, cancellations and reschedules; the sessions list; a coach's open slots.
+
+What is taken of a coach's time is a CoachBlock (app/bookings/models.py): one per private
+session or hold, one per group-clinic instance whose places are counted under its row
+lock. The exclusion constraint on coach_blocks makes two overlapping blocks of a coach
+impossible, so a booking simply inserts its block: the loser of a race gets the
+constraint's error, which is a 409 here, never a 500.
+
+A place is live while its session is scheduled, or held with hold_expires_at in the
+future; a block without live places is dead. Nothing has to run for an expired hold to
+free its time: the open-slots read ignores dead blocks, and a booking whose insert meets
+a block deletes the dead ones in its way (in a transaction of its own) and tries once
+more. Every lock is taken block first, then session row, so no two of these transactions
+wait on each other in a circle.
+"""
+
+import bisect
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import Range
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.caller import Caller
+from app.bookings import permissions
+from app.bookings.models import CoachBlock, CoachingSession, SessionStatus
+from app.events.outbox import add_event
+from app.infra.db import Database
+from app.infra.errors import Conflict, NotFound, ValidationFailed
+from app.infra.pagination import Page, after_cursor, page_of
+from app.infra.settings import Settings
+from app.scheduling import service as scheduling
+from app.scheduling import slots as slot_math
+from app.scheduling.models import AvailabilityOverride, AvailabilityRule, SessionType
+from app.tenants.models import Tenant, TenantMembership
+
+EXCLUSION_VIOLATION = "23P01"
+# The longest session a type may have (its duration's check): a session overlapping a
+# range starts at most this long before it.
+_LONGEST_SESSION = timedelta(minutes=1440)
+
+
+class _TimeTaken(Exception):
+    """A block's insert met another block of the coach (the exclusion constraint)."""
+
+    def __init__(self, coach_id: uuid.UUID, blocked: Range[datetime]) -> None:
+        super().__init__("time taken")
+        self.coach_id = coach_id
+        self.blocked = blocked
+
+
+def _live(now: datetime) -> ColumnElement[bool]:
+    """A place that still takes its block's time at `now`."""
+    return or_(
+        CoachingSession.status == SessionStatus.SCHEDULED,
+        and_(CoachingSession.status == SessionStatus.HELD, CoachingSession.hold_expires_at > now),
+    )
+
+
+def _live_in_block(now: datetime) -> ColumnElement[bool]:
+    return exists().where(
+        CoachingSession.tenant_id == CoachBlock.tenant_id,
+        CoachingSession.block_id == CoachBlock.id,
+        _live(now),
+    )
+
+
+def shown_status(place: CoachingSession, now: datetime) -> str:
+    """A hold past its expiry reads "expired" whether or not a booking has marked it."""
+    if (
+        place.status == SessionStatus.HELD
+        and place.hold_expires_at is not None
+        and place.hold_expires_at <= now
+    ):
+        return SessionStatus.EXPIRED
+    return place.status
+
+
+# Booking and holds
+
+
+async def hold(
+    db: Database,
+    caller: Caller,
+    *,
+    settings: Settings,
+    coach_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    athlete_id: uuid.UUID | None = None,
+) -> CoachingSession:
+    """Keep a place for `booking_hold_minutes` while the client checks out: the slot must
+    be offered and free (Conflict otherwise). No event: nothing is booked yet."""
+
+    async def attempt() -> CoachingSession:
+        now = datetime.now(UTC)
+        async with db.transaction(caller.tenant_id, caller.user_id) as session:
+            athlete = await permissions.athlete_to_book_for(session, caller, athlete_id)
+            session_type = await _bookable_type(session, coach_id, session_type_id)
+            await _check_offered(session, session_type, start, now=now, settings=settings)
+            return await _take_place(
+                session,
+                caller,
+                session_type,
+                start=start,
+                athlete_id=athlete,
+                now=now,
+                hold_until=now + timedelta(minutes=settings.booking_hold_minutes),
+            )
+
+    return await _once_more_if_taken(db, caller, attempt)
+
+
+async def book(
+    db: Database,
+    caller: Caller,
+    *,
+    settings: Settings,
+    coach_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    athlete_id: uuid.UUID | None = None,
+    hold_id: uuid.UUID | None = None,
+) -> CoachingSession:
+    """Book a session and write `session.scheduled`, in one transaction. With `hold_id`,
+    convert the caller's live hold of exactly this slot (no new block); without, the slot
+    must be offered (availability, grid, notice, window) and free. Conflict otherwise."""
+    if hold_id is not None:
+        return await _convert_hold(
+            db,
+            caller,
+            hold_id,
+            coach_id=coach_id,
+            session_type_id=session_type_id,
+            start=start,
+            athlete_id=athlete_id,
+        )
+
+    async def attempt() -> CoachingSession:
+        now = datetime.now(UTC)
+        async with db.transaction(caller.tenant_id, caller.user_id) as session:
+            athlete = await permissions.athlete_to_book_for(session, caller, athlete_id)
+            session_type = await _bookable_type(session, coach_id, session_type_id)
+            await _check_offered(session, session_type, start, now=now, settings=settings)
+            booked = await _take_place(
+                session, caller, session_type, start=start, athlete_id=athlete, now=now
+            )
+            _scheduled_event(session, booked, session_type)
+        return booked
+
+    return await _once_more_if_taken(db, caller, attempt)
+
+
+async def release_hold(db: Database, caller: Caller, hold_id: uuid.UUID) -> None:
+    """Give a held place back now (its maker, or the desk). Releasing a hold that has
+    already expired or been released does nothing; a converted one is a Conflict."""
+    now = datetime.now(UTC)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        held = permissions.check_owns_hold(caller, await session.get(CoachingSession, hold_id))
+        held = await _lock(session, held)
+        if held.status == SessionStatus.SCHEDULED:
+            raise Conflict("This hold became a booking: cancel the session instead.")
+        if held.status != SessionStatus.HELD:
+            return
+        held.status = SessionStatus.EXPIRED
+        held.hold_expires_at = min(held.hold_expires_at or now, now)
+        await session.flush()
+        await _drop_block_if_dead(session, held.block_id, now)
+
+
+async def _convert_hold(
+    db: Database,
+    caller: Caller,
+    hold_id: uuid.UUID,
+    *,
+    coach_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    athlete_id: uuid.UUID | None,
+) -> CoachingSession:
+    now = datetime.now(UTC)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        athlete = await permissions.athlete_to_book_for(session, caller, athlete_id)
+        held = await session.get(CoachingSession, hold_id)
+        if held is None or held.booked_by != caller.user_id:
+            raise NotFound("Hold not found.")
+        if (held.coach_id, held.session_type_id, held.starts_at, held.athlete_id) != (
+            coach_id,
+            session_type_id,
+            start,
+            athlete,
+        ):
+            raise Conflict("The hold is for another slot or athlete.", code="hold-mismatch")
+        # Under the block's lock: a booking freeing dead blocks either ran first (the block
+        # is gone) or waits and then sees the place scheduled.
+        held = await _lock(session, held)
+        if (
+            held.status != SessionStatus.HELD
+            or held.block_id is None
+            or held.hold_expires_at is None
+            or held.hold_expires_at <= now
+        ):
+            raise Conflict("The hold has expired or was released.", code="hold-expired")
+        held.status = SessionStatus.SCHEDULED
+        held.hold_expires_at = None
+        session_type = await session.get(SessionType, held.session_type_id)
+        assert session_type is not None  # a foreign key
+        _scheduled_event(session, held, session_type)
+    return held
+
+
+async def _once_more_if_taken[T](
+    db: Database, caller: Caller, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a unit of work that inserts a block; if the insert met another block, delete
+    the dead blocks in its way (in a transaction of their own) and run it once more. The
+    second try also lets the losers of a race to open a group clinic join its block."""
+    try:
+        return await attempt()
+    except _TimeTaken as taken:
+        await _free_dead_blocks(db, caller, taken.coach_id, taken.blocked)
+    try:
+        return await attempt()
+    except _TimeTaken:
+        raise Conflict("That time is taken.", code="slot-taken") from None
+
+
+async def _free_dead_blocks(
+    db: Database, caller: Caller, coach_id: uuid.UUID, blocked: Range[datetime]
+) -> None:
+    now = datetime.now(UTC)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        # Lock first (in id order: two of these never deadlock), then look at the places in
+        # statements of their own: under READ COMMITTED each sees places committed by
+        # whoever held a lock we waited for.
+        ids = list(
+            await session.scalars(
+                select(CoachBlock.id)
+                .where(
+                    CoachBlock.tenant_id == caller.tenant_id,
+                    CoachBlock.coach_id == coach_id,
+                    CoachBlock.blocked.overlaps(blocked),
+                )
+                .order_by(CoachBlock.id)
+                .with_for_update()
+            )
+        )
+        if not ids:
+            return
+        await session.execute(
+            update(CoachingSession)
+            .where(
+                CoachingSession.tenant_id == caller.tenant_id,
+                CoachingSession.block_id.in_(ids),
+                CoachingSession.status == SessionStatus.HELD,
+                CoachingSession.hold_expires_at <= now,
+            )
+            .values(status=SessionStatus.EXPIRED)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            delete(CoachBlock)
+            .where(
+                CoachBlock.tenant_id == caller.tenant_id,
+                CoachBlock.id.in_(ids),
+                ~_live_in_block(now),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def _bookable_type(
+    session: AsyncSession, coach_id: uuid.UUID, session_type_id: uuid.UUID
+) -> SessionType:
+    session_type = await scheduling.session_type_for_booking(session, session_type_id)
+    if session_type.coach_id != coach_id:
+        raise NotFound("Session type not found.")
+    return session_type
+
+
+async def _check_offered(
+    session: AsyncSession,
+    session_type: SessionType,
+    start: datetime,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> None:
+    if not await scheduling.is_offered(session, session_type, start, now=now, settings=settings):
+        raise Conflict(
+            "That time is not offered: outside the coach's availability, off the slot grid, "
+            "too soon or too far ahead.",
+            code="not-offered",
+        )
+
+
+async def _take_place(
+    session: AsyncSession,
+    caller: Caller,
+    session_type: SessionType,
+    *,
+    start: datetime,
+    athlete_id: uuid.UUID,
+    now: datetime,
+    hold_until: datetime | None = None,
+) -> CoachingSession:
+    """The athlete's place at `start`: in a new block (a private session, or a clinic's
+    first place), or in the clinic's block, counted under its lock. Raises _TimeTaken when
+    the new block meets another; Conflict when the clinic is full. A step."""
+    start = start.astimezone(UTC)
+    ends_at = start + timedelta(minutes=session_type.duration_minutes)
+    block: CoachBlock | None = None
+    if session_type.capacity > 1:
+        block = await session.scalar(
+            select(CoachBlock)
+            .where(
+                CoachBlock.tenant_id == caller.tenant_id,
+                CoachBlock.coach_id == session_type.coach_id,
+                CoachBlock.session_type_id == session_type.id,
+                CoachBlock.starts_at == start,
+            )
+            .with_for_update()
+        )
+        if block is not None:
+            athletes = list(
+                await session.scalars(
+                    select(CoachingSession.athlete_id).where(
+                        CoachingSession.tenant_id == caller.tenant_id,
+                        CoachingSession.block_id == block.id,
+                        _live(now),
+                    )
+                )
+            )
+            if athlete_id in athletes:
+                raise Conflict("The athlete already has a place in this session.", code="booked")
+            if len(athletes) >= block.capacity:
+                raise Conflict("This session is full.", code="full")
+    if block is None:
+        blocked = Range(
+            start - timedelta(minutes=session_type.buffer_before_minutes),
+            ends_at + timedelta(minutes=session_type.buffer_after_minutes),
+            bounds="[)",
+        )
+        block_coach = session_type.coach_id
+        block = CoachBlock(
+            id=uuid.uuid4(),
+            tenant_id=caller.tenant_id,
+            coach_id=session_type.coach_id,
+            session_type_id=session_type.id,
+            starts_at=start,
+            ends_at=ends_at,
+            blocked=blocked,
+            capacity=session_type.capacity,
+        )
+        session.add(block)
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            if getattr(exc.orig, "sqlstate", None) == EXCLUSION_VIOLATION:
+                # The rollback expired every loaded row: use the values taken before.
+                raise _TimeTaken(block_coach, blocked) from exc
+            raise
+    place = CoachingSession(
+        id=uuid.uuid4(),
+        tenant_id=caller.tenant_id,
+        block_id=block.id,
+        coach_id=session_type.coach_id,
+        athlete_id=athlete_id,
+        session_type_id=session_type.id,
+        starts_at=start,
+        ends_at=ends_at,
+        status=SessionStatus.HELD if hold_until else SessionStatus.SCHEDULED,
+        hold_expires_at=hold_until,
+        booked_by=caller.user_id,
+    )
+    session.add(place)
+    await session.flush()
+    return place
+
+
+async def _lock(session: AsyncSession, place: CoachingSession) -> CoachingSession:
+    """The place again, its block (if any) and then its row locked. A step."""
+    if place.block_id is not None:
+        await session.execute(
+            select(CoachBlock.id).where(CoachBlock.id == place.block_id).with_for_update()
+        )
+    locked = await session.scalar(
+        select(CoachingSession)
+        .where(CoachingSession.id == place.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert locked is not None  # sessions are never deleted
+    return locked
+
+
+async def _drop_block_if_dead(
+    session: AsyncSession, block_id: uuid.UUID | None, now: datetime
+) -> None:
+    """Delete the block (locked by the caller) once no live place is left in it, so its
+    time is free at once. A step."""
+    if block_id is not None:
+        await session.execute(
+            delete(CoachBlock)
+            .where(CoachBlock.id == block_id, ~_live_in_block(now))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _session_event(
+    session: AsyncSession,
+    event_type: str,
+    place: CoachingSession,
+    session_type: SessionType,
+    **extra: Any,
+) -> None:
+    add_event(
+        session,
+        tenant_id=place.tenant_id,
+        event_type=event_type,
+        aggregate_type="coaching_session",
+        aggregate_id=place.id,
+        payload={
+            "session_id": str(place.id),
+            "coach_id": str(place.coach_id),
+            "athlete_id": str(place.athlete_id),
+            "session_type_id": str(place.session_type_id),
+            "title": session_type.title,
+            "location": session_type.location,
+            "starts_at": place.starts_at.astimezone(UTC).isoformat(),
+            "ends_at": place.ends_at.astimezone(UTC).isoformat(),
+            **extra,
+        },
+    )
+
+
+def _scheduled_event(
+    session: AsyncSession, place: CoachingSession, session_type: SessionType, **extra: Any
+) -> None:
+    _session_event(
+        session,
+        "session.scheduled",
+        place,
+        session_type,
+        booked_by=str(place.booked_by),
+        **extra,
+    )
+
+
+# Cancelling and rescheduling
+
+
+async def cancel(
+    db: Database, caller: Caller, session_id: uuid.UUID, *, reason: str | None, settings: Settings
+) -> CoachingSession:
+    """Cancel a scheduled session and write `session.cancelled`, in one transaction: its
+    athlete until the cutoff before it starts, its coach and the desk always."""
+    now = datetime.now(UTC)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        cancelled, _ = await _cancel_in(
+            session, caller, session_id, reason=reason, now=now, settings=settings
+        )
+    return cancelled
+
+
+async def reschedule(
+    db: Database,
+    caller: Caller,
+    session_id: uuid.UUID,
+    *,
+    start: datetime,
+    session_type_id: uuid.UUID | None,
+    reason: str | None,
+    settings: Settings,
+) -> CoachingSession:
+    """Move a session: cancel it and book the new slot (same coach and athlete; the same
+    type unless another of the coach's is given) in one transaction, with both events.
+    Allowed to whoever may both cancel it and book for its athlete."""
+
+    async def attempt() -> CoachingSession:
+        now = datetime.now(UTC)
+        async with db.transaction(caller.tenant_id, caller.user_id) as session:
+            old = permissions.check_visible(caller, await session.get(CoachingSession, session_id))
+            athlete = await permissions.athlete_to_book_for(session, caller, old.athlete_id)
+            session_type = await _bookable_type(
+                session, old.coach_id, session_type_id or old.session_type_id
+            )
+            await _check_offered(session, session_type, start, now=now, settings=settings)
+            # The old block goes first, so the new time may overlap the old one.
+            old, old_type = await _cancel_in(
+                session,
+                caller,
+                session_id,
+                reason=reason or "rescheduled",
+                now=now,
+                settings=settings,
+                announce=False,
+            )
+            new = await _take_place(
+                session, caller, session_type, start=start, athlete_id=athlete, now=now
+            )
+            _cancelled_event(session, old, old_type, rescheduled_to=str(new.id))
+            _scheduled_event(session, new, session_type, rescheduled_from=str(old.id))
+        return new
+
+    return await _once_more_if_taken(db, caller, attempt)
+
+
+async def _cancel_in(
+    session: AsyncSession,
+    caller: Caller,
+    session_id: uuid.UUID,
+    *,
+    reason: str | None,
+    now: datetime,
+    settings: Settings,
+    announce: bool = True,
+) -> tuple[CoachingSession, SessionType]:
+    place = permissions.check_visible(caller, await session.get(CoachingSession, session_id))
+    place = await _lock(session, place)
+    if place.status != SessionStatus.SCHEDULED:
+        raise Conflict("Only a scheduled session can be cancelled.", code="not-scheduled")
+    cutoff = await _cancellation_cutoff(session, caller.tenant_id, settings)
+    permissions.check_can_cancel(caller, place, cutoff=cutoff, now=now)
+    place.status = SessionStatus.CANCELLED
+    place.cancelled_at = now
+    place.cancelled_by = caller.user_id
+    place.cancel_reason = reason
+    await session.flush()
+    await _drop_block_if_dead(session, place.block_id, now)
+    session_type = await session.get(SessionType, place.session_type_id)
+    assert session_type is not None  # a foreign key
+    if announce:
+        _cancelled_event(session, place, session_type)
+    return place, session_type
+
+
+def _cancelled_event(
+    session: AsyncSession, place: CoachingSession, session_type: SessionType, **extra: Any
+) -> None:
+    _session_event(
+        session,
+        "session.cancelled",
+        place,
+        session_type,
+        cancelled_by=str(place.cancelled_by),
+        reason=place.cancel_reason,
+        **extra,
+    )
+
+
+async def _cancellation_cutoff(
+    session: AsyncSession, tenant_id: uuid.UUID, settings: Settings
+) -> timedelta:
+    minutes = await session.scalar(
+        select(Tenant.booking_cancellation_cutoff_minutes).where(Tenant.id == tenant_id)
+    )
+    if minutes is None:
+        minutes = settings.booking_cancellation_cutoff_minutes
+    return timedelta(minutes=minutes)
+
+
+# Reading sessions
+
+
+async def get_session(db: Database, caller: Caller, session_id: uuid.UUID) -> CoachingSession:
+    """One session or hold the caller may see (NotFound otherwise)."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        return permissions.check_visible(caller, await session.get(CoachingSession, session_id))
+
+
+async def list_sessions(
+    db: Database,
+    caller: Caller,
+    *,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    cursor: str | None,
+    settings: Settings,
+) -> Page[CoachingSession]:
+    """Scheduled and cancelled sessions overlapping [start, end) that the caller may see,
+    earliest first, keyset-paginated."""
+    slot_math.check_range(start, end, settings.scheduling_max_range_days)
+    query = select(CoachingSession).where(
+        CoachingSession.tenant_id == caller.tenant_id,
+        permissions.visible_sessions(caller),
+        CoachingSession.status.in_([SessionStatus.SCHEDULED, SessionStatus.CANCELLED]),
+        # Bounded on both sides for the (tenant, person, starts_at) indexes.
+        CoachingSession.starts_at > start - _LONGEST_SESSION,
+        CoachingSession.starts_at < end,
+        CoachingSession.ends_at > start,
+    )
+    query = after_cursor(
+        query, CoachingSession.starts_at, CoachingSession.id, cursor, oldest_first=True
+    )
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        rows = list((await session.scalars(query.limit(limit + 1))).all())
+    return page_of(rows, limit, lambda s: (s.starts_at, s.id))
+
+
+# Open slots
+
+
+@dataclass(frozen=True)
+class OpenSlot:
+    session_type_id: uuid.UUID
+    start: datetime
+    end: datetime
+    seats_left: int
+
+
+@dataclass(frozen=True)
+class OpenSlots:
+    coach_id: uuid.UUID
+    rules: list[AvailabilityRule]
+    overrides: list[AvailabilityOverride]
+    slots: list[OpenSlot]  # in the viewer's zone, earliest first
+
+
+@dataclass(frozen=True)
+class _LiveBlock:
+    lower: datetime
+    upper: datetime
+    session_type_id: uuid.UUID
+    starts_at: datetime
+    seats_left: int
+
+
+async def open_slots(
+    db: Database,
+    caller: Caller,
+    coach_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    time_zone: str,
+    session_type_id: uuid.UUID | None,
+    settings: Settings,
+) -> OpenSlots:
+    """The coach's rules and overrides, and the starts in [start, end) a booking would get
+    now, for one type or all the coach's active ones: what availability offers (E's
+    offered_starts) less what live blocks take, in `time_zone`. A group clinic's start
+    whose block has places left stays open. Any member may ask."""
+    if not slot_math.is_known_zone(time_zone):
+        raise ValidationFailed("Unknown time zone: use an IANA name such as Europe/Berlin.")
+    slot_math.check_range(start, end, settings.scheduling_max_range_days)
+    zone = ZoneInfo(time_zone)
+    now = datetime.now(UTC)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        if session_type_id is not None:
+            types = [await _bookable_type(session, coach_id, session_type_id)]
+        else:
+            await _check_coach(session, caller, coach_id)
+            types = list(
+                await session.scalars(
+                    select(SessionType)
+                    .where(
+                        SessionType.tenant_id == caller.tenant_id,
+                        SessionType.coach_id == coach_id,
+                        SessionType.active,
+                    )
+                    .order_by(SessionType.created_at, SessionType.id)
+                )
+            )
+        # Overrides dated a day either side of the range: every zone's dates are covered.
+        availability = await scheduling.coach_availability(
+            session,
+            coach_id,
+            overrides_from=start.astimezone(UTC).date() - timedelta(days=1),
+            overrides_until=end.astimezone(UTC).date() + timedelta(days=1),
+        )
+        offered = {
+            t.id: await scheduling.offered_starts(
+                session, t, start, end, now=now, settings=settings, availability=availability
+            )
+            for t in types
+        }
+        candidates = [(t, s) for t in types for s in offered[t.id]]
+        blocks: list[_LiveBlock] = []
+        if candidates:
+            lower = min(s - timedelta(minutes=t.buffer_before_minutes) for t, s in candidates)
+            upper = max(
+                s + timedelta(minutes=t.duration_minutes + t.buffer_after_minutes)
+                for t, s in candidates
+            )
+            blocks = await _live_blocks(session, caller.tenant_id, coach_id, lower, upper, now)
+    found: list[OpenSlot] = []
+    for t in types:
+        for s in offered[t.id]:
+            seats = _seats_left(t, s, blocks)
+            if seats:
+                found.append(
+                    OpenSlot(
+                        t.id,
+                        s.astimezone(zone),
+                        (s + timedelta(minutes=t.duration_minutes)).astimezone(zone),
+                        seats,
+                    )
+                )
+    found.sort(key=lambda slot: (slot.start, str(slot.session_type_id)))
+    return OpenSlots(coach_id, *availability, found)
+
+
+async def _check_coach(session: AsyncSession, caller: Caller, coach_id: uuid.UUID) -> None:
+    # Another tenant's (or nobody's) id is "not found", not an empty calendar.
+    member = await session.scalar(
+        select(TenantMembership.id).where(
+            TenantMembership.tenant_id == caller.tenant_id, TenantMembership.user_id == coach_id
+        )
+    )
+    if member is None:
+        raise NotFound("Coach not found.")
+
+
+async def _live_blocks(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    coach_id: uuid.UUID,
+    lower: datetime,
+    upper: datetime,
+    now: datetime,
+) -> list[_LiveBlock]:
+    """The coach's blocks meeting [lower, upper) that hold a live place, in time order,
+    with their places left: one query, whatever the number of slots."""
+    places = (
+        select(func.count())
+        .where(
+            CoachingSession.tenant_id == CoachBlock.tenant_id,
+            CoachingSession.block_id == CoachBlock.id,
+            _live(now),
+        )
+        .correlate(CoachBlock)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        select(
+            CoachBlock.blocked,
+            CoachBlock.session_type_id,
+            CoachBlock.starts_at,
+            CoachBlock.capacity,
+            places,
+        )
+        .where(
+            CoachBlock.tenant_id == tenant_id,
+            CoachBlock.coach_id == coach_id,
+            CoachBlock.blocked.overlaps(Range(lower, upper, bounds="[)")),
+        )
+        .order_by(CoachBlock.blocked)
+    )
+    return [
+        _LiveBlock(blocked.lower, blocked.upper, type_id, starts_at, capacity - taken)
+        for blocked, type_id, starts_at, capacity, taken in rows
+        if taken > 0
+    ]
+
+
+def _seats_left(session_type: SessionType, start: datetime, blocks: Sequence[_LiveBlock]) -> int:
+    """Places a booking at `start` would find: 0 when its blocked time meets a live block
+    other than its own clinic's. `blocks` are in time order and never overlap (the
+    exclusion constraint), so their ends are in order too."""
+    lower = start - timedelta(minutes=session_type.buffer_before_minutes)
+    upper = start + timedelta(
+        minutes=session_type.duration_minutes + session_type.buffer_after_minutes
+    )
+    seats = session_type.capacity
+    i = bisect.bisect_right(blocks, lower, key=lambda b: b.upper)
+    while i < len(blocks) and blocks[i].lower < upper:
+        block = blocks[i]
+        if not (
+            session_type.capacity > 1
+            and block.session_type_id == session_type.id
+            and block.starts_at == start
+        ):
+            return 0
+        seats = block.seats_left
+        i += 1
+    return max(seats, 0)
