@@ -14,6 +14,7 @@ from app.infra.errors import NotFound, ValidationFailed
 from app.main import create_app
 from app.scheduling import service
 from app.scheduling.router import router as scheduling_router
+from app.scheduling.slots import END_OF_DAY
 from tests.conftest import random_client_ip
 from tests.factories import Account, add_member, register_tenant
 
@@ -276,6 +277,10 @@ async def test_coach_adds_weekly_hours_and_overrides(client, org, coach, db):
     ]
     rules, overrides = await stored(db, coach)
     assert {str(r.id) for r in rules} == {r["id"] for r in body["rules"]}
+    assert [(r.start_time, r.end_time) for r in rules] == [
+        (time(9), time(12)),
+        (time(18), END_OF_DAY),
+    ]
     assert {str(o.id) for o in overrides} == {o["id"] for o in body["overrides"]}
 
 
