@@ -8,6 +8,8 @@ from fastapi import FastAPI
 
 from app.audit.router import router as admin_router
 from app.auth.router import router as auth_router
+from app.bookings.router import router as bookings_router
+from app.calendar.router import router as calendar_router
 from app.health.router import router as health_router
 from app.infra.errors import install_problem_handlers
 from app.infra.logging import configure_logging
@@ -17,6 +19,7 @@ from app.media.router import router as media_router
 from app.notifications.router import router as notifications_router
 from app.posts.router import router as posts_router
 from app.resources import Resources
+from app.scheduling.router import router as scheduling_router
 from app.spaces.router import router as spaces_router
 from app.tenants.router import router as tenants_router
 
@@ -28,6 +31,9 @@ API_ROUTERS = [
     tenants_router,
     spaces_router,
     media_router,
+    scheduling_router,
+    bookings_router,
+    calendar_router,
     notifications_router,
     admin_router,
 ]
