@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from icalendar import Calendar
 
 from app.calendar.ics import session_uid
-from app.calendar.router import router as calendar_router
 from app.calendar.service import MAX_ACTIVE_TOKENS
 from app.main import create_app
 from tests.conftest import random_client_ip
@@ -25,38 +24,23 @@ FEED = "/scheduling/calendar.ics"
 TOKENS = "/scheduling/calendar-tokens"
 
 
-def with_calendar(application: FastAPI) -> FastAPI:
-    """The app with the calendar routes (app/main.py registers them; mounted here only if
-    it does not yet)."""
-    if not any(getattr(route, "name", None) == "calendar_feed" for route in application.routes):
-        application.include_router(calendar_router)
-    return application
-
-
-@pytest.fixture
-async def api(app) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=with_calendar(app), client=(random_client_ip(), 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://courtside.test") as c:
-        yield c
-
-
 @pytest.fixture
 async def club(client) -> Club:
     return await make_club(client)
 
 
-async def new_token(api: httpx.AsyncClient, account: Account) -> dict:
-    response = await api.post(TOKENS, headers=account.headers)
+async def new_token(client: httpx.AsyncClient, account: Account) -> dict:
+    response = await client.post(TOKENS, headers=account.headers)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def fetch_feed(api: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await api.get(FEED, params={"token": token})
+async def fetch_feed(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get(FEED, params={"token": token})
 
 
-async def feed_of(api: httpx.AsyncClient, token: str) -> Calendar:
-    response = await fetch_feed(api, token)
+async def feed_of(client: httpx.AsyncClient, token: str) -> Calendar:
+    response = await fetch_feed(client, token)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/calendar")
     return Calendar.from_ical(response.content)
@@ -70,7 +54,7 @@ def uids(calendar: Calendar) -> set[str]:
 
 
 async def test_the_feed_lists_the_users_sessions_as_athlete_and_as_coach(
-    client, api, superuser_conn, club
+    client, superuser_conn, club
 ):
     other_athlete = await add_member(client, club.admin, "ATHLETE")
     mine = [
@@ -81,8 +65,8 @@ async def test_the_feed_lists_the_users_sessions_as_athlete_and_as_coach(
         superuser_conn, club, starts_in=timedelta(days=3), athlete=other_athlete
     )
 
-    athlete_feed = await feed_of(api, (await new_token(api, club.athlete))["token"])
-    coach_feed = await feed_of(api, (await new_token(api, club.coach))["token"])
+    athlete_feed = await feed_of(client, (await new_token(client, club.athlete))["token"])
+    coach_feed = await feed_of(client, (await new_token(client, club.coach))["token"])
 
     assert "METHOD" not in athlete_feed  # published, not an invitation
     assert uids(athlete_feed) == {session_uid(s) for s in mine}
@@ -102,7 +86,7 @@ async def test_the_feed_lists_the_users_sessions_as_athlete_and_as_coach(
 
 
 async def test_the_feed_leaves_out_cancelled_sessions_holds_and_what_is_out_of_range(
-    api, superuser_conn, club
+    client, superuser_conn, club
 ):
     shown = [
         await insert_session(superuser_conn, club, starts_in=timedelta(days=d))
@@ -115,27 +99,27 @@ async def test_the_feed_leaves_out_cancelled_sessions_holds_and_what_is_out_of_r
         await insert_session(superuser_conn, club, starts_in=timedelta(days=d)) for d in (-40, 200)
     ]
 
-    found = uids(await feed_of(api, (await new_token(api, club.athlete))["token"]))
+    found = uids(await feed_of(client, (await new_token(client, club.athlete))["token"]))
 
     assert found == {session_uid(s) for s in shown}
     assert not found & {session_uid(s) for s in hidden}
 
 
-async def test_a_cancelled_session_leaves_the_feed(api, superuser_conn, club):
+async def test_a_cancelled_session_leaves_the_feed(client, superuser_conn, club):
     session_id = await insert_session(superuser_conn, club, starts_in=timedelta(days=2))
-    token = (await new_token(api, club.athlete))["token"]
-    assert uids(await feed_of(api, token)) == {session_uid(session_id)}
+    token = (await new_token(client, club.athlete))["token"]
+    assert uids(await feed_of(client, token)) == {session_uid(session_id)}
 
     await superuser_conn.execute(
         "UPDATE coaching_sessions SET status = 'cancelled', cancelled_at = now() WHERE id = $1",
         session_id,
     )
 
-    assert uids(await feed_of(api, token)) == set()
+    assert uids(await feed_of(client, token)) == set()
 
 
-async def test_a_feed_with_no_sessions_is_an_empty_calendar(api, club):
-    calendar = await feed_of(api, (await new_token(api, club.admin))["token"])
+async def test_a_feed_with_no_sessions_is_an_empty_calendar(client, club):
+    calendar = await feed_of(client, (await new_token(client, club.admin))["token"])
     assert calendar.walk("VEVENT") == []
     assert str(calendar["VERSION"]) == "2.0"
 
@@ -143,20 +127,20 @@ async def test_a_feed_with_no_sessions_is_an_empty_calendar(api, club):
 # --- Tokens ---
 
 
-async def test_the_url_is_shown_once_and_opens_the_feed(api, superuser_conn, club):
+async def test_the_url_is_shown_once_and_opens_the_feed(client, superuser_conn, club):
     session_id = await insert_session(superuser_conn, club, starts_in=timedelta(days=1))
-    issued = await new_token(api, club.athlete)
+    issued = await new_token(client, club.athlete)
 
     url = urlsplit(issued["url"])
     assert url.path == FEED
     assert parse_qs(url.query) == {"token": [issued["token"]]}
     assert issued["webcal_url"].startswith("webcal://")
-    response = await api.get(f"{url.path}?{url.query}")
+    response = await client.get(f"{url.path}?{url.query}")
     assert response.status_code == 200
     assert uids(Calendar.from_ical(response.content)) == {session_uid(session_id)}
     assert response.headers["cache-control"] == "private, no-store"
 
-    listed = await api.get(TOKENS, headers=club.athlete.headers)
+    listed = await client.get(TOKENS, headers=club.athlete.headers)
     assert listed.status_code == 200
     assert [t["id"] for t in listed.json()] == [issued["id"]]
     assert set(listed.json()[0]) == {"id", "created_at", "revoked_at"}
@@ -168,72 +152,74 @@ async def test_the_url_is_shown_once_and_opens_the_feed(api, superuser_conn, clu
     assert secret not in stored and issued["token"] != stored
 
 
-async def test_a_revoked_token_gets_404(api, superuser_conn, club):
+async def test_a_revoked_token_gets_404(client, superuser_conn, club):
     await insert_session(superuser_conn, club, starts_in=timedelta(days=1))
-    issued = await new_token(api, club.athlete)
-    kept = await new_token(api, club.athlete)
+    issued = await new_token(client, club.athlete)
+    kept = await new_token(client, club.athlete)
 
-    revoked = await api.delete(f"{TOKENS}/{issued['id']}", headers=club.athlete.headers)
+    revoked = await client.delete(f"{TOKENS}/{issued['id']}", headers=club.athlete.headers)
     assert revoked.status_code == 204
-    again = await api.delete(f"{TOKENS}/{issued['id']}", headers=club.athlete.headers)
+    again = await client.delete(f"{TOKENS}/{issued['id']}", headers=club.athlete.headers)
     assert again.status_code == 204
 
-    response = await fetch_feed(api, issued["token"])
+    response = await fetch_feed(client, issued["token"])
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert (await fetch_feed(api, kept["token"])).status_code == 200
-    listed = {t["id"]: t for t in (await api.get(TOKENS, headers=club.athlete.headers)).json()}
+    assert (await fetch_feed(client, kept["token"])).status_code == 200
+    listed = {t["id"]: t for t in (await client.get(TOKENS, headers=club.athlete.headers)).json()}
     assert listed[issued["id"]]["revoked_at"] is not None
     assert listed[kept["id"]]["revoked_at"] is None
 
 
-async def test_nobody_else_can_list_or_revoke_a_users_tokens(client, api, club):
-    issued = await new_token(api, club.athlete)
+async def test_nobody_else_can_list_or_revoke_a_users_tokens(client, club):
+    issued = await new_token(client, club.athlete)
     other_tenant = await register_tenant(client)
 
     for account in (club.coach, club.admin, other_tenant):
-        response = await api.delete(f"{TOKENS}/{issued['id']}", headers=account.headers)
+        response = await client.delete(f"{TOKENS}/{issued['id']}", headers=account.headers)
         assert response.status_code == 404, account.role
-        listed = await api.get(TOKENS, headers=account.headers)
+        listed = await client.get(TOKENS, headers=account.headers)
         assert issued["id"] not in listed.text
 
-    assert (await fetch_feed(api, issued["token"])).status_code == 200
+    assert (await fetch_feed(client, issued["token"])).status_code == 200
 
 
-async def test_tokens_need_a_signed_in_caller(api):
-    assert (await api.post(TOKENS)).status_code == 401
-    assert (await api.get(TOKENS)).status_code == 401
-    assert (await api.delete(f"{TOKENS}/{uuid.uuid4()}")).status_code == 401
+async def test_tokens_need_a_signed_in_caller(client):
+    assert (await client.post(TOKENS)).status_code == 401
+    assert (await client.get(TOKENS)).status_code == 401
+    assert (await client.delete(f"{TOKENS}/{uuid.uuid4()}")).status_code == 401
 
 
-async def test_a_user_holds_a_bounded_number_of_live_tokens(api, club):
-    issued = [await new_token(api, club.coach) for _ in range(MAX_ACTIVE_TOKENS)]
-    refused = await api.post(TOKENS, headers=club.coach.headers)
+async def test_a_user_holds_a_bounded_number_of_live_tokens(client, club):
+    issued = [await new_token(client, club.coach) for _ in range(MAX_ACTIVE_TOKENS)]
+    refused = await client.post(TOKENS, headers=club.coach.headers)
     assert refused.status_code == 409
 
-    await api.delete(f"{TOKENS}/{issued[0]['id']}", headers=club.coach.headers)
-    assert (await api.post(TOKENS, headers=club.coach.headers)).status_code == 201
+    await client.delete(f"{TOKENS}/{issued[0]['id']}", headers=club.coach.headers)
+    assert (await client.post(TOKENS, headers=club.coach.headers)).status_code == 201
 
 
 # --- What an outsider can do with a token: nothing ---
 
 
-async def test_changing_the_tenant_prefix_opens_no_other_feed(client, api, superuser_conn, club):
+async def test_changing_the_tenant_prefix_opens_no_other_feed(client, superuser_conn, club):
     """An attacker holds their own token and knows the victim's tenant id: the HMAC covers
     the prefix, so the lookup in the victim's tenant finds nothing."""
     await insert_session(superuser_conn, club, starts_in=timedelta(days=1))
-    victim_token = (await new_token(api, club.athlete))["token"]
+    victim_token = (await new_token(client, club.athlete))["token"]
     attacker = await register_tenant(client)
-    own = (await new_token(api, attacker))["token"]
+    own = (await new_token(client, attacker))["token"]
 
     _, secret = own.split(".", 1)
     forged = f"{club.tenant_id.hex}.{secret}"
-    response = await fetch_feed(api, forged)
+    response = await fetch_feed(client, forged)
     assert response.status_code == 404
     # And the victim's secret under the attacker's tenant opens nothing either.
     _, victim_secret = victim_token.split(".", 1)
-    assert (await fetch_feed(api, f"{attacker.tenant_id.hex}.{victim_secret}")).status_code == 404
-    assert (await fetch_feed(api, victim_token)).status_code == 200
+    assert (
+        await fetch_feed(client, f"{attacker.tenant_id.hex}.{victim_secret}")
+    ).status_code == 404
+    assert (await fetch_feed(client, victim_token)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -246,39 +232,39 @@ async def test_changing_the_tenant_prefix_opens_no_other_feed(client, api, super
         f"{uuid.uuid4().hex}",
     ],
 )
-async def test_a_malformed_or_unknown_token_gets_the_same_404(api, token):
-    response = await fetch_feed(api, token)
+async def test_a_malformed_or_unknown_token_gets_the_same_404(client, token):
+    response = await fetch_feed(client, token)
     assert response.status_code == 404
     assert response.json()["detail"] == "No such calendar feed."
 
 
-async def test_a_token_whose_user_left_the_tenant_gets_404(client, api, superuser_conn, club):
+async def test_a_token_whose_user_left_the_tenant_gets_404(client, superuser_conn, club):
     await insert_session(superuser_conn, club, starts_in=timedelta(days=1))
-    token = (await new_token(api, club.athlete))["token"]
-    assert (await fetch_feed(api, token)).status_code == 200
+    token = (await new_token(client, club.athlete))["token"]
+    assert (await fetch_feed(client, token)).status_code == 200
 
     removed = await client.delete(
         f"/tenants/{club.tenant_id}/members/{club.athlete.user_id}", headers=club.admin.headers
     )
     assert removed.status_code == 204, removed.text
 
-    response = await fetch_feed(api, token)
+    response = await fetch_feed(client, token)
     assert response.status_code == 404
     assert response.json()["detail"] == "No such calendar feed."
 
 
-async def test_a_suspended_tenants_feeds_get_404(api, superuser_conn, club):
-    token = (await new_token(api, club.athlete))["token"]
+async def test_a_suspended_tenants_feeds_get_404(client, superuser_conn, club):
+    token = (await new_token(client, club.athlete))["token"]
     await superuser_conn.execute(
         "UPDATE tenants SET suspended = true WHERE id = $1", club.tenant_id
     )
     try:
-        assert (await fetch_feed(api, token)).status_code == 404
+        assert (await fetch_feed(client, token)).status_code == 404
     finally:
         await superuser_conn.execute(
             "UPDATE tenants SET suspended = false WHERE id = $1", club.tenant_id
         )
-    assert (await fetch_feed(api, token)).status_code == 200
+    assert (await fetch_feed(client, token)).status_code == 200
 
 
 @pytest.fixture
@@ -287,7 +273,7 @@ async def limited_app(settings) -> AsyncIterator[FastAPI]:
     limited = settings.model_copy(
         update={"rate_limit_max_per_ip": 5, "rate_limit_burst": 2, "rate_limit_window_seconds": 60}
     )
-    application = with_calendar(create_app(limited))
+    application = create_app(limited)
     async with LifespanManager(application):
         yield application
 

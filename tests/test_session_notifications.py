@@ -4,7 +4,7 @@ event (METHOD:CANCEL), a reminder's none. Through the notifications worker's han
 real PostgreSQL and the suite's SMTP server; invitations parsed with icalendar."""
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import Message
 
 import asyncpg
@@ -223,19 +223,91 @@ async def test_a_booking_with_times_in_another_offset_is_rendered_in_utc(
 ):
     session_id = await insert_session(superuser_conn, club, starts_in=timedelta(days=6))
     row = await session_row(superuser_conn, session_id)
-    berlin = datetime.fromisoformat(row["starts_at"].isoformat()).astimezone(
-        datetime.fromisoformat("2026-01-01T00:00:00+01:00").tzinfo
-    )
+    at_plus_one = row["starts_at"].astimezone(timezone(timedelta(hours=1)))
 
     await publish(
         db,
         settings,
         club.tenant_id,
         "session.scheduled",
-        payload_of(row, starts_at=berlin.isoformat()),
+        payload_of(row, starts_at=at_plus_one.isoformat()),
     )
 
     _, calendar = invitation_in(await next_mail(club.athlete.email, "Session booked"))
     [event] = calendar.walk("VEVENT")
     assert event["DTSTART"].to_ical().endswith(b"Z")
     assert event.decoded("DTSTART") == row["starts_at"].replace(microsecond=0)
+
+
+async def _deliver(settings, db, superuser_conn, session_id: str, event_type: str) -> None:
+    """Hand the session's outbox event of `event_type` to the notifications worker."""
+    row = await superuser_conn.fetchrow(
+        "SELECT id, tenant_id FROM outbox_events WHERE aggregate_id = $1 AND event_type = $2",
+        session_id,
+        event_type,
+    )
+    assert row is not None, event_type
+    await NotificationsHandler(settings, db)(Envelope(row["id"], row["tenant_id"], event_type))
+
+
+async def test_a_booking_and_its_cancellation_over_the_api_reach_both_calendars(
+    client, settings, db, superuser_conn, club
+):
+    """The booking service's own events: the invitation and the cancellation describe
+    the session it booked."""
+    coach, athlete = club.coach, club.athlete
+    offered = await client.post(
+        "/scheduling/availability",
+        headers=coach.headers,
+        json={
+            "time_zone": "UTC",
+            "rules": [{"weekday": d, "start": "08:00", "end": "18:00"} for d in range(7)],
+        },
+    )
+    assert offered.status_code == 201, offered.text
+    created = await client.post(
+        "/scheduling/session-types",
+        headers=coach.headers,
+        json={"title": "Return drills", "duration_minutes": 45, "location": "Court 4"},
+    )
+    assert created.status_code == 201, created.text
+    start = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(
+        days=3
+    )
+    booked = await client.post(
+        "/scheduling/sessions/book",
+        headers=athlete.headers,
+        json={
+            "coach_id": str(coach.user_id),
+            "session_type_id": created.json()["id"],
+            "start": start.isoformat(),
+        },
+    )
+    assert booked.status_code == 201, booked.text
+    session_id = booked.json()["id"]
+
+    await _deliver(settings, db, superuser_conn, session_id, "session.scheduled")
+
+    for account in (coach, athlete):
+        method, calendar = invitation_in(await next_mail(account.email, "Return drills"))
+        assert method == "REQUEST"
+        [event] = calendar.walk("VEVENT")
+        assert str(event["UID"]) == f"{session_id}@courtside"
+        assert event.decoded("DTSTART") == start
+        assert event.decoded("DTEND") == start + timedelta(minutes=45)
+        assert str(event["LOCATION"]) == "Court 4"
+        assert str(event["ORGANIZER"]) == f"mailto:{coach.email}"
+        assert str(event["ATTENDEE"]) == f"mailto:{athlete.email}"
+
+    cancelled = await client.post(
+        f"/scheduling/sessions/{session_id}/cancel", headers=coach.headers, json={"reason": "Ill"}
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    await _deliver(settings, db, superuser_conn, session_id, "session.cancelled")
+
+    for account in (coach, athlete):
+        method, calendar = invitation_in(await next_mail(account.email, "Session cancelled"))
+        assert method == "CANCEL"
+        [event] = calendar.walk("VEVENT")
+        assert str(event["UID"]) == f"{session_id}@courtside"
+        assert str(event["STATUS"]) == "CANCELLED"
