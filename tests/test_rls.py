@@ -206,12 +206,13 @@ async def test_tenant_table_indexes_lead_with_tenant_id(superuser_conn):
     )
     tables = set(await _tenant_tables(superuser_conn)) - {"tenants"}
     # Global lookups by design: primary keys by id, the relay's cross-tenant queue index,
-    # the scheduler's scan for expired uploads, and which posts carry an asset (a GIN index
-    # of uuids, unique across tenants; RLS adds the tenant).
+    # the scheduler's scans for expired uploads and due reminders, and which posts carry an
+    # asset (a GIN index of uuids, unique across tenants; RLS adds the tenant).
     allowed = {
         "ix_outbox_events_pending",
         "ix_media_assets_pending_upload_expires_at",
         "ix_posts_media_ids",
+        "ix_coaching_sessions_scheduled_starts_at",
     }
     offenders = [
         f"{r['table']}.{r['index']}"

@@ -12,7 +12,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSTZRANGE, UUID, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -81,6 +90,12 @@ class CoachingSession(Base):
             "starts_at",
         ),
         Index("ix_coaching_sessions_tenant_id_block_id", "tenant_id", "block_id"),
+        # The scheduler's scan for due reminders, across tenants (migration 0010).
+        Index(
+            "ix_coaching_sessions_scheduled_starts_at",
+            "starts_at",
+            postgresql_where=text("status = 'scheduled'"),
+        ),
         CheckConstraint(SESSION_STATUS_CHECK, name="status"),
         CheckConstraint("ends_at > starts_at", name="times"),
         CheckConstraint("status <> 'held' OR hold_expires_at IS NOT NULL", name="hold_expiry"),
