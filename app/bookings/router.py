@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Response, status
 
 from app.bookings import service
@@ -17,7 +18,6 @@ from app.bookings.schemas import (
     OpenSlotsOut,
     RescheduleIn,
     SessionOut,
-    SlotOut,
 )
 from app.deps import CallerDep, DatabaseDep, SettingsDep
 from app.infra.schemas import PageOut
@@ -151,7 +151,7 @@ async def open_slots(
         str, Query(max_length=64, description="IANA zone the slot times are given in.")
     ] = "UTC",
     session_type_id: uuid.UUID | None = None,
-) -> OpenSlotsOut:
+) -> Response:
     """The coach's weekly rules and date overrides, and the slots open in [from, to) after
     bookings, holds, buffers, notice and booking window, in the zone `tz`."""
     found = await service.open_slots(
@@ -165,13 +165,24 @@ async def open_slots(
         settings=settings,
     )
     availability = availability_out(found.coach_id, found.rules, found.overrides)
-    return OpenSlotsOut(
-        **dict(availability),
-        time_zone=tz,
-        slots=[
-            SlotOut(
-                session_type_id=s.session_type_id, start=s.start, end=s.end, seats_left=s.seats_left
-            )
-            for s in found.slots
-        ],
+    # Four weeks are a thousand slots or more: they go to JSON as they are (orjson writes
+    # RFC 3339 with the zone's offset) rather than through a model each; the schema above
+    # stays the documented shape.
+    return Response(
+        orjson.dumps(
+            {
+                **availability.model_dump(mode="json"),
+                "time_zone": tz,
+                "slots": [
+                    {
+                        "session_type_id": str(slot.session_type_id),
+                        "start": slot.start,
+                        "end": slot.end,
+                        "seats_left": slot.seats_left,
+                    }
+                    for slot in found.slots
+                ],
+            }
+        ),
+        media_type="application/json",
     )

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
@@ -608,8 +608,8 @@ async def list_sessions(
 # Open slots
 
 
-@dataclass(frozen=True)
-class OpenSlot:
+class OpenSlot(NamedTuple):
+    # A tuple: a frozen dataclass's __init__ costs more, once per slot of four weeks.
     session_type_id: uuid.UUID
     start: datetime
     end: datetime
@@ -645,9 +645,9 @@ async def open_slots(
     settings: Settings,
 ) -> OpenSlots:
     """The coach's rules and overrides, and the starts in [start, end) a booking would get
-    now, for one type or all the coach's active ones: what availability offers (E's
-    offered_starts) less what live blocks take, in `time_zone`. A group clinic's start
-    whose block has places left stays open. Any member may ask."""
+    now, for one type or all the coach's active ones: what availability offers
+    (app/scheduling's offered_starts) less what live blocks take, in `time_zone`. A group
+    clinic's start whose block has places left stays open. Any member may ask."""
     if not slot_math.is_known_zone(time_zone):
         raise ValidationFailed("Unknown time zone: use an IANA name such as Europe/Berlin.")
     slot_math.check_range(start, end, settings.scheduling_max_range_days)
@@ -682,29 +682,16 @@ async def open_slots(
             )
             for t in types
         }
-        candidates = [(t, s) for t in types for s in offered[t.id]]
+        shapes = [(_Shape.of(t), offered[t.id]) for t in types]
         blocks: list[_LiveBlock] = []
-        if candidates:
-            lower = min(s - timedelta(minutes=t.buffer_before_minutes) for t, s in candidates)
+        if any(starts for _, starts in shapes):
+            lower = min(min(starts) - shape.before for shape, starts in shapes if starts)
             upper = max(
-                s + timedelta(minutes=t.duration_minutes + t.buffer_after_minutes)
-                for t, s in candidates
+                max(starts) + shape.length + shape.after for shape, starts in shapes if starts
             )
             blocks = await _live_blocks(session, caller.tenant_id, coach_id, lower, upper, now)
-    found: list[OpenSlot] = []
-    for t in types:
-        for s in offered[t.id]:
-            seats = _seats_left(t, s, blocks)
-            if seats:
-                found.append(
-                    OpenSlot(
-                        t.id,
-                        s.astimezone(zone),
-                        (s + timedelta(minutes=t.duration_minutes)).astimezone(zone),
-                        seats,
-                    )
-                )
-    found.sort(key=lambda slot: (slot.start, str(slot.session_type_id)))
+    found = [slot for shape, starts in shapes for slot in _still_open(shape, starts, blocks, zone)]
+    found.sort(key=lambda slot: (slot.start, slot.session_type_id))
     return OpenSlots(coach_id, *availability, found)
 
 
@@ -761,24 +748,57 @@ async def _live_blocks(
     ]
 
 
-def _seats_left(session_type: SessionType, start: datetime, blocks: Sequence[_LiveBlock]) -> int:
-    """Places a booking at `start` would find: 0 when its blocked time meets a live block
-    other than its own clinic's. `blocks` are in time order and never overlap (the
-    exclusion constraint), so their ends are in order too."""
-    lower = start - timedelta(minutes=session_type.buffer_before_minutes)
-    upper = start + timedelta(
-        minutes=session_type.duration_minutes + session_type.buffer_after_minutes
-    )
-    seats = session_type.capacity
-    i = bisect.bisect_right(blocks, lower, key=lambda b: b.upper)
-    while i < len(blocks) and blocks[i].lower < upper:
-        block = blocks[i]
-        if not (
-            session_type.capacity > 1
-            and block.session_type_id == session_type.id
-            and block.starts_at == start
-        ):
-            return 0
-        seats = block.seats_left
-        i += 1
-    return max(seats, 0)
+@dataclass(frozen=True)
+class _Shape:
+    """A session type's times, read once: attribute access on ORM rows costs more than the
+    arithmetic on a path that visits every slot of four weeks."""
+
+    type_id: uuid.UUID
+    capacity: int
+    before: timedelta
+    length: timedelta
+    after: timedelta
+
+    @classmethod
+    def of(cls, session_type: SessionType) -> "_Shape":
+        return cls(
+            session_type.id,
+            session_type.capacity,
+            timedelta(minutes=session_type.buffer_before_minutes),
+            timedelta(minutes=session_type.duration_minutes),
+            timedelta(minutes=session_type.buffer_after_minutes),
+        )
+
+
+def _still_open(
+    shape: _Shape, starts: Sequence[datetime], blocks: Sequence[_LiveBlock], zone: ZoneInfo
+) -> list[OpenSlot]:
+    """The starts whose blocked time meets no live block but their own clinic's (with
+    places left), in `zone`. `blocks` are in time order and never overlap (the exclusion
+    constraint), so their ends are in order too: a bisection finds the first that may
+    meet a start."""
+    uppers = [b.upper for b in blocks]
+    group = shape.capacity > 1
+    found = []
+    for start in starts:
+        lower, upper = start - shape.before, start + shape.length + shape.after
+        seats = shape.capacity
+        i = bisect.bisect_right(uppers, lower)
+        while i < len(blocks) and blocks[i].lower < upper:
+            block = blocks[i]
+            if group and block.starts_at == start and block.session_type_id == shape.type_id:
+                seats = block.seats_left
+                i += 1
+            else:
+                seats = 0
+                break
+        if seats > 0:
+            found.append(
+                OpenSlot(
+                    shape.type_id,
+                    start.astimezone(zone),
+                    (start + shape.length).astimezone(zone),
+                    seats,
+                )
+            )
+    return found
