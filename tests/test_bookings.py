@@ -631,3 +631,34 @@ async def test_open_slots_refuse_unknown_zones_and_reversed_ranges(api, club):
         response = await api.get(url, headers=athlete.headers, params=params)
         assert response.status_code == 422, (params, response.text)
         assert response.headers["content-type"] == PROBLEM
+
+
+async def test_the_organisations_own_cutoff_applies_and_only_its_admin_sets_it(api):
+    admin = await register_tenant(api, "Cutoff")
+    coach = await add_member(api, admin, "COACH")
+    athlete = await add_member(api, admin, "ATHLETE")
+    await offer(api, coach)
+    lesson = await session_type(api, coach)
+    url = "/scheduling/sessions/{}/cancel"
+    soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=3)
+    soon -= timedelta(minutes=soon.minute % 15)
+    first = (await book(api, athlete, coach, lesson, soon)).json()
+    assert (
+        await api.post(url.format(first["id"]), headers=athlete.headers, json={})
+    ).status_code == 409
+
+    cutoff = f"/tenants/{admin.tenant_id}/booking-cancellation-cutoff"
+    assert (await api.put(cutoff, headers=coach.headers, json={"minutes": 60})).status_code == 403
+    stranger = await register_tenant(api, "Elsewhere")
+    assert (await api.put(cutoff, headers=stranger.headers, json={"minutes": 0})).status_code == 404
+    response = await api.put(cutoff, headers=admin.headers, json={"minutes": 60})
+    assert response.status_code == 200 and response.json() == {"minutes": 60}
+
+    allowed = await api.post(url.format(first["id"]), headers=athlete.headers, json={})
+    assert allowed.status_code == 200, allowed.text
+    second = (await book(api, athlete, coach, lesson, soon)).json()
+    reset = await api.put(cutoff, headers=admin.headers, json={"minutes": None})
+    assert reset.json() == {"minutes": None}
+    assert (
+        await api.post(url.format(second["id"]), headers=athlete.headers, json={})
+    ).status_code == 409

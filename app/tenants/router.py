@@ -4,7 +4,7 @@ service (app/tenants/permissions.py)."""
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from app.deps import CallerDep, DatabaseDep, MetaDep, ResourcesDep, SettingsDep
 from app.infra.schemas import PageOut
@@ -116,3 +116,24 @@ async def remove_member(
     await service.remove_member(db, caller, tenant_id, user_id, meta)
     resources.member_sessions.forget(tenant_id, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/{tenant_id}/booking-cancellation-cutoff")
+async def set_cancellation_cutoff(
+    tenant_id: uuid.UUID,
+    minutes: Annotated[
+        int | None,
+        Body(
+            embed=True,
+            ge=0,
+            le=60 * 24 * 60,
+            description="Athletes may cancel until this long before a session; null: the "
+            "platform default.",
+        ),
+    ],
+    caller: CallerDep,
+    db: DatabaseDep,
+    meta: MetaDep,
+) -> dict[str, int | None]:
+    """The organisation's cancellation cutoff for athletes (ADMIN only)."""
+    return {"minutes": await service.set_cancellation_cutoff(db, caller, tenant_id, minutes, meta)}

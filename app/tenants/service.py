@@ -281,3 +281,32 @@ async def remove_member(
             target_id=user_id,
             details={"role": membership.role},
         )
+
+
+async def set_cancellation_cutoff(
+    db: Database,
+    caller: Caller,
+    tenant_id: uuid.UUID,
+    minutes: int | None,
+    meta: RequestMeta | None,
+) -> int | None:
+    """How long before a session its athlete may still cancel it (ADMIN only); None: the
+    platform's BOOKING_CANCELLATION_CUTOFF_MINUTES. Coaches and the desk always may."""
+    require_admin(caller)
+    require_own_tenant(caller, tenant_id)
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        tenant = await session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None:
+            raise NotFound("Tenant not found.")
+        previous = tenant.booking_cancellation_cutoff_minutes
+        tenant.booking_cancellation_cutoff_minutes = minutes
+        audit.record_by(
+            session,
+            caller,
+            action="tenant.cancellation_cutoff_changed",
+            meta=meta,
+            target_type="tenant",
+            target_id=tenant_id,
+            details={"from": previous, "to": minutes},
+        )
+    return minutes
