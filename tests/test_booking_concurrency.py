@@ -125,3 +125,40 @@ async def test_bookers_racing_for_an_expired_holds_slot_leave_one(api, crowd, su
         )
         == "expired"
     )
+
+
+async def test_two_sessions_swapping_times_at_once_never_fail_or_overlap(
+    api, crowd, superuser_conn
+):
+    coach, (first, second) = crowd["coach"], crowd["athletes"][:2]
+    lesson = await session_type(api, coach)
+    a, b = at(34, 10), at(34, 12)
+    one = (await book(api, first, coach, lesson, a)).json()
+    two = (await book(api, second, coach, lesson, b)).json()
+
+    responses = await asyncio.gather(
+        api.post(
+            f"/scheduling/sessions/{one['id']}/reschedule",
+            headers=first.headers,
+            json={"start": b.isoformat()},
+        ),
+        api.post(
+            f"/scheduling/sessions/{two['id']}/reschedule",
+            headers=second.headers,
+            json={"start": a.isoformat()},
+        ),
+    )
+
+    assert set(_tally(responses)) <= {200, 409}
+    rows = await superuser_conn.fetch(
+        "SELECT athlete_id, starts_at FROM coaching_sessions WHERE coach_id = $1"
+        " AND status = 'scheduled' AND starts_at >= $2 AND starts_at < $3",
+        coach.user_id,
+        at(34, 0),
+        at(35, 0),
+    )
+    # Each athlete still has one session, and no two share a time.
+    assert sorted(str(r["athlete_id"]) for r in rows) == sorted(
+        [str(first.user_id), str(second.user_id)]
+    )
+    assert len({r["starts_at"] for r in rows}) == 2

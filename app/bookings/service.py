@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import Range
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.caller import Caller
@@ -41,6 +41,8 @@ from app.scheduling.models import AvailabilityOverride, AvailabilityRule, Sessio
 from app.tenants.models import Tenant, TenantMembership
 
 EXCLUSION_VIOLATION = "23P01"
+# Deadlock detected, serialization failure: the transaction was rolled back, try again.
+RETRYABLE = frozenset({"40P01", "40001"})
 # The longest session a type may have (its duration's check): a session overlapping a
 # range starts at most this long before it.
 _LONGEST_SESSION = timedelta(minutes=1440)
@@ -220,15 +222,28 @@ async def _once_more_if_taken[T](
 ) -> T:
     """Run a unit of work that inserts a block; if the insert met another block, delete
     the dead blocks in its way (in a transaction of their own) and run it once more. The
-    second try also lets the losers of a race to open a group clinic join its block."""
+    second try also lets the losers of a race to open a group clinic join its block, and
+    the loser of a deadlock (two reschedules swapping times wait on each other's deleted
+    block) try again."""
     try:
         return await attempt()
     except _TimeTaken as taken:
         await _free_dead_blocks(db, caller, taken.coach_id, taken.blocked)
+    except DBAPIError as exc:
+        if _sqlstate(exc) not in RETRYABLE:
+            raise
     try:
         return await attempt()
     except _TimeTaken:
         raise Conflict("That time is taken.", code="slot-taken") from None
+    except DBAPIError as exc:
+        if _sqlstate(exc) not in RETRYABLE:
+            raise
+        raise Conflict("That time is being booked by someone else.", code="slot-taken") from None
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None)
 
 
 async def _free_dead_blocks(
@@ -362,7 +377,7 @@ async def _take_place(
         try:
             await session.flush()
         except IntegrityError as exc:
-            if getattr(exc.orig, "sqlstate", None) == EXCLUSION_VIOLATION:
+            if _sqlstate(exc) == EXCLUSION_VIOLATION:
                 # The rollback expired every loaded row: use the values taken before.
                 raise _TimeTaken(block_coach, blocked) from exc
             raise
