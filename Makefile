@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: dev test check chart-test lint typecheck constraints migrate seed bench-feed bench-outbox \
-	bench-media system-deps clean
+	bench-media bench-booking system-deps clean
 
 # Versions come from constraints.txt (regenerate it with `make constraints`).
 $(STAMP): pyproject.toml constraints.txt
@@ -52,6 +52,9 @@ bench-outbox: $(STAMP) system-deps
 
 bench-media: $(STAMP) system-deps
 	$(PY) bench/media.py
+
+bench-booking: $(STAMP) system-deps
+	$(PY) bench/booking.py
 
 # Re-resolve every dependency within pyproject.toml's ranges in a fresh venv and pin the result.
 constraints:
