@@ -3,7 +3,9 @@ constraint and the clinic's row lock decide, and every loser gets a 409 problem,
 5xx."""
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import Awaitable
 
 import pytest
 
@@ -23,6 +25,24 @@ async def crowd(api) -> dict:
     return {"admin": admin, "coach": coach, "athletes": list(athletes)}
 
 
+async def all_at_the_insert(conn, calls: list[Awaitable]) -> list:
+    """Run `calls` at once, held at their insert into coach_blocks until every one is
+    there, then let them all go: a race at the constraint however the event loop would
+    have ordered them. `conn` (a superuser's) holds a SHARE lock on the table meanwhile,
+    which row-locking reads pass and inserts wait for."""
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE coach_blocks IN SHARE MODE")
+        running = asyncio.gather(*calls)
+        deadline = time.monotonic() + 30
+        while await conn.fetchval(
+            "SELECT count(*) FROM pg_locks"
+            " WHERE relation = 'coach_blocks'::regclass AND NOT granted"
+        ) < len(calls):
+            assert time.monotonic() < deadline, "the bookings never reached their insert"
+            await asyncio.sleep(0.01)
+    return await running
+
+
 def _tally(responses) -> Counter:
     for r in responses:
         if r.status_code != 201:
@@ -37,8 +57,9 @@ async def test_fifty_concurrent_bookings_of_one_private_slot_give_exactly_one(
     lesson = await session_type(api, coach)
     start = at(30, 10)
 
-    responses = await asyncio.gather(
-        *(book(api, athletes[i % len(athletes)], coach, lesson, start) for i in range(50))
+    responses = await all_at_the_insert(
+        superuser_conn,
+        [book(api, athletes[i % len(athletes)], coach, lesson, start) for i in range(50)],
     )
 
     assert _tally(responses) == {201: 1, 409: 49}
@@ -89,7 +110,10 @@ async def test_a_capacity_five_clinic_takes_exactly_five_of_twenty_concurrent_bo
     clinic = await session_type(api, coach, title="Clinic", capacity=5, duration_minutes=90)
     start = at(32, 10)
 
-    responses = await asyncio.gather(*(book(api, a, coach, clinic, start) for a in athletes))
+    # All twenty find no block yet and race to open it: one does, the others join it.
+    responses = await all_at_the_insert(
+        superuser_conn, [book(api, a, coach, clinic, start) for a in athletes]
+    )
 
     assert _tally(responses) == {201: 5, 409: 15}
     booked = {r.json()["athlete_id"] for r in responses if r.status_code == 201}

@@ -51,10 +51,16 @@ _LONGEST_SESSION = timedelta(minutes=1440)
 class _TimeTaken(Exception):
     """A block's insert met another block of the coach (the exclusion constraint)."""
 
-    def __init__(self, coach_id: uuid.UUID, blocked: Range[datetime]) -> None:
+    def __init__(
+        self,
+        coach_id: uuid.UUID,
+        blocked: Range[datetime],
+        clinic: tuple[uuid.UUID, datetime] | None,
+    ) -> None:
         super().__init__("time taken")
         self.coach_id = coach_id
         self.blocked = blocked
+        self.clinic = clinic  # (type, start) of the group clinic the booking would open
 
 
 def _live(now: datetime) -> ColumnElement[bool]:
@@ -228,7 +234,8 @@ async def _once_more_if_taken[T](
     try:
         return await attempt()
     except _TimeTaken as taken:
-        await _free_dead_blocks(db, caller, taken.coach_id, taken.blocked)
+        if not await _free_dead_blocks(db, caller, taken):
+            raise Conflict("That time is taken.", code="slot-taken") from None
     except DBAPIError as exc:
         if _sqlstate(exc) not in RETRYABLE:
             raise
@@ -246,28 +253,31 @@ def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
-async def _free_dead_blocks(
-    db: Database, caller: Caller, coach_id: uuid.UUID, blocked: Range[datetime]
-) -> None:
+async def _free_dead_blocks(db: Database, caller: Caller, taken: _TimeTaken) -> bool:
+    """Delete the coach's dead blocks in the way of `taken` (marking their expired holds).
+    True when another try may succeed: something was freed, nothing is in the way any
+    more, or the block met is the clinic the booking would open (someone opened it first:
+    join it)."""
     now = datetime.now(UTC)
     async with db.transaction(caller.tenant_id, caller.user_id) as session:
         # Lock first (in id order: two of these never deadlock), then look at the places in
         # statements of their own: under READ COMMITTED each sees places committed by
         # whoever held a lock we waited for.
-        ids = list(
-            await session.scalars(
-                select(CoachBlock.id)
+        met = (
+            await session.execute(
+                select(CoachBlock.id, CoachBlock.session_type_id, CoachBlock.starts_at)
                 .where(
                     CoachBlock.tenant_id == caller.tenant_id,
-                    CoachBlock.coach_id == coach_id,
-                    CoachBlock.blocked.overlaps(blocked),
+                    CoachBlock.coach_id == taken.coach_id,
+                    CoachBlock.blocked.overlaps(taken.blocked),
                 )
                 .order_by(CoachBlock.id)
                 .with_for_update()
             )
-        )
-        if not ids:
-            return
+        ).all()
+        if not met:
+            return True
+        ids = [block_id for block_id, _, _ in met]
         await session.execute(
             update(CoachingSession)
             .where(
@@ -279,15 +289,19 @@ async def _free_dead_blocks(
             .values(status=SessionStatus.EXPIRED)
             .execution_options(synchronize_session=False)
         )
-        await session.execute(
-            delete(CoachBlock)
-            .where(
-                CoachBlock.tenant_id == caller.tenant_id,
-                CoachBlock.id.in_(ids),
-                ~_live_in_block(now),
+        freed = (
+            await session.scalars(
+                delete(CoachBlock)
+                .where(
+                    CoachBlock.tenant_id == caller.tenant_id,
+                    CoachBlock.id.in_(ids),
+                    ~_live_in_block(now),
+                )
+                .returning(CoachBlock.id)
+                .execution_options(synchronize_session=False)
             )
-            .execution_options(synchronize_session=False)
-        )
+        ).all()
+    return bool(freed) or any((t, s) == taken.clinic for _, t, s in met)
 
 
 async def _bookable_type(
@@ -362,7 +376,9 @@ async def _take_place(
             ends_at + timedelta(minutes=session_type.buffer_after_minutes),
             bounds="[)",
         )
+        # The rollback of a failed insert expires every loaded row: keep what _TimeTaken needs.
         block_coach = session_type.coach_id
+        clinic = (session_type.id, start) if session_type.capacity > 1 else None
         block = CoachBlock(
             id=uuid.uuid4(),
             tenant_id=caller.tenant_id,
@@ -378,8 +394,7 @@ async def _take_place(
             await session.flush()
         except IntegrityError as exc:
             if _sqlstate(exc) == EXCLUSION_VIOLATION:
-                # The rollback expired every loaded row: use the values taken before.
-                raise _TimeTaken(block_coach, blocked) from exc
+                raise _TimeTaken(block_coach, blocked, clinic) from exc
             raise
     place = CoachingSession(
         id=uuid.uuid4(),
