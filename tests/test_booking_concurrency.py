@@ -10,9 +10,9 @@ from collections.abc import Awaitable
 import pytest
 
 from tests.factories import add_member, register_tenant
-from tests.test_bookings import PROBLEM, api, app, at, book, hold, offer, session_type
+from tests.test_bookings import PROBLEM, api, at, book, hold, offer, session_type
 
-__all__ = ["api", "app"]  # the module's fixtures, shared with tests/test_bookings.py
+__all__ = ["api"]  # a fixture, shared with tests/test_bookings.py
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 
-from app.bookings.router import router as bookings_router
-from app.main import create_app
-from app.scheduling.router import router as scheduling_router
 from tests.conftest import random_client_ip
 from tests.factories import Account, add_member, register_tenant
 
@@ -27,25 +22,9 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return BASE + timedelta(days=day, hours=hour, minutes=minute)
 
 
-def with_routes(application: FastAPI) -> FastAPI:
-    """The scheduling routes, if app/main.py doesn't register them yet."""
-    paths = {getattr(r, "path", None) for r in application.routes}
-    if "/scheduling/session-types" not in paths:
-        application.include_router(scheduling_router)
-    if "/scheduling/sessions/book" not in paths:
-        application.include_router(bookings_router)
-    return application
-
-
-@pytest.fixture(scope="module")
-async def app(settings) -> AsyncIterator[FastAPI]:
-    application = with_routes(create_app(settings))
-    async with LifespanManager(application):
-        yield application
-
-
 @pytest.fixture(scope="module")
 async def api(app) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the whole module, as `club` is: one organisation serves every test."""
     transport = httpx.ASGITransport(app=app, client=(random_client_ip(), 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://courtside.test") as c:
         yield c
