@@ -687,7 +687,6 @@ async def open_slots(
         if session_type_id is not None:
             types = [await _bookable_type(session, coach_id, session_type_id)]
         else:
-            await _check_coach(session, caller, coach_id)
             types = list(
                 await session.scalars(
                     select(SessionType)
@@ -699,6 +698,8 @@ async def open_slots(
                     .order_by(SessionType.created_at, SessionType.id)
                 )
             )
+            if not types:  # a coach offering nothing yet, or no coach of this tenant?
+                await _check_coach(session, caller, coach_id)
         # Overrides dated a day either side of the range: every zone's dates are covered.
         availability = await scheduling.coach_availability(
             session,
