@@ -16,12 +16,15 @@ wait on each other in a circle.
 
 import bisect
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+import asyncpg
+import orjson
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -30,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.caller import Caller
 from app.bookings import permissions
 from app.bookings.models import CoachBlock, CoachingSession, SessionStatus
-from app.events.outbox import add_event
+from app.events.outbox import add_event, event_row
 from app.infra.db import Database
 from app.infra.errors import Conflict, NotFound, ValidationFailed
 from app.infra.pagination import Page, after_cursor, page_of
@@ -105,22 +108,22 @@ async def hold(
 ) -> CoachingSession:
     """Keep a place for `booking_hold_minutes` while the client checks out: the slot must
     be offered and free (Conflict otherwise). No event: nothing is booked yet."""
+    athlete = await _athlete(db, caller, athlete_id)
 
     async def attempt() -> CoachingSession:
         now = datetime.now(UTC)
-        async with db.transaction(caller.tenant_id, caller.user_id) as session:
-            athlete = await permissions.athlete_to_book_for(session, caller, athlete_id)
-            session_type = await _bookable_type(session, coach_id, session_type_id)
-            await _check_offered(session, session_type, start, now=now, settings=settings)
-            return await _take_place(
-                session,
-                caller,
-                session_type,
-                start=start,
-                athlete_id=athlete,
-                now=now,
-                hold_until=now + timedelta(minutes=settings.booking_hold_minutes),
-            )
+        hold_until = now + timedelta(minutes=settings.booking_hold_minutes)
+        return await _place_raw(
+            db,
+            caller,
+            settings,
+            coach_id=coach_id,
+            session_type_id=session_type_id,
+            start=start,
+            athlete_id=athlete,
+            now=now,
+            hold_until=hold_until,
+        )
 
     return await _once_more_if_taken(db, caller, attempt)
 
@@ -149,20 +152,29 @@ async def book(
             start=start,
             athlete_id=athlete_id,
         )
+    athlete = await _athlete(db, caller, athlete_id)
 
     async def attempt() -> CoachingSession:
-        now = datetime.now(UTC)
-        async with db.transaction(caller.tenant_id, caller.user_id) as session:
-            athlete = await permissions.athlete_to_book_for(session, caller, athlete_id)
-            session_type = await _bookable_type(session, coach_id, session_type_id)
-            await _check_offered(session, session_type, start, now=now, settings=settings)
-            booked = await _take_place(
-                session, caller, session_type, start=start, athlete_id=athlete, now=now
-            )
-            _scheduled_event(session, booked, session_type)
-        return booked
+        return await _place_raw(
+            db,
+            caller,
+            settings,
+            coach_id=coach_id,
+            session_type_id=session_type_id,
+            start=start,
+            athlete_id=athlete,
+            now=datetime.now(UTC),
+        )
 
     return await _once_more_if_taken(db, caller, attempt)
+
+
+async def _athlete(db: Database, caller: Caller, athlete_id: uuid.UUID | None) -> uuid.UUID:
+    """permissions.athlete_to_book_for. An athlete booking for themselves needs no query
+    (the session is never used, so it opens no connection); the desk's check of the
+    athlete's membership reads it in a transaction of its own, before the booking's."""
+    async with db.session(caller.tenant_id, caller.user_id) as session:
+        return await permissions.athlete_to_book_for(session, caller, athlete_id)
 
 
 async def release_hold(db: Database, caller: Caller, hold_id: uuid.UUID) -> None:
@@ -236,20 +248,23 @@ async def _once_more_if_taken[T](
     except _TimeTaken as taken:
         if not await _free_dead_blocks(db, caller, taken):
             raise Conflict("That time is taken.", code="slot-taken") from None
-    except DBAPIError as exc:
+    except (DBAPIError, asyncpg.PostgresError) as exc:
         if _sqlstate(exc) not in RETRYABLE:
             raise
     try:
         return await attempt()
     except _TimeTaken:
         raise Conflict("That time is taken.", code="slot-taken") from None
-    except DBAPIError as exc:
+    except (DBAPIError, asyncpg.PostgresError) as exc:
         if _sqlstate(exc) not in RETRYABLE:
             raise
         raise Conflict("That time is being booked by someone else.", code="slot-taken") from None
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
+def _sqlstate(exc: DBAPIError | asyncpg.PostgresError) -> str | None:
+    """The SQLSTATE of a driver error, through SQLAlchemy or raw asyncpg."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return exc.sqlstate  # type: ignore[no-any-return]
     return getattr(exc.orig, "sqlstate", None)
 
 
@@ -304,6 +319,181 @@ async def _free_dead_blocks(db: Database, caller: Caller, taken: _TimeTaken) -> 
     return bool(freed) or any((t, s) == taken.clinic for _, t, s in met)
 
 
+# The booking's hot path: raw SQL on the asyncpg connection of a session's transaction in
+# the caller's tenant (RLS as for the ORM). The type, its
+# coach's hours around the start (for the offered check) in one statement; the block, the
+# place and the outbox event in another (a data-modifying CTE). What the ORM path did in
+# seven round trips and a few milliseconds of Python (bench/booking.py).
+
+# Built of constants only: values travel as parameters.
+_BOOKING_READ = (
+    "SELECT t.title, t.location, t.duration_minutes, t.buffer_before_minutes,"  # noqa: S608
+    " t.buffer_after_minutes, t.capacity, t.min_notice_minutes, t.booking_window_days, "
+    + scheduling.availability_sql("t.coach_id", "$3::date", "$4::date")
+    + " FROM session_types t WHERE t.id = $1 AND t.coach_id = $2 AND t.active"
+)
+# A clinic's block, locked; its live places in a statement of their own (after the lock,
+# so that under READ COMMITTED it sees what whoever held the lock committed).
+_CLINIC_BLOCK = (
+    "SELECT id, capacity FROM coach_blocks WHERE coach_id = $1 AND session_type_id = $2"
+    " AND starts_at = $3 FOR UPDATE"
+)
+_LIVE_ATHLETES = (
+    "SELECT athlete_id FROM coaching_sessions WHERE block_id = $1"
+    " AND (status = 'scheduled' OR (status = 'held' AND hold_expires_at > $2))"
+)
+# $1 block, $2 tenant, $3 coach, $4 type, $5 starts_at, $6 ends_at, $7-$8 blocked, $9
+# capacity, $10 place, $11 athlete, $12 status, $13 hold_expires_at, $14 booked_by; the
+# event: $15 id, $16 type, $17 aggregate type, $18 aggregate id, $19 payload.
+_NEW_BLOCK = (
+    "new_block AS (INSERT INTO coach_blocks (id, tenant_id, coach_id, session_type_id,"
+    " starts_at, ends_at, blocked, capacity) VALUES ($1, $2, $3, $4, $5, $6,"
+    " tstzrange($7, $8, '[)'), $9)), "
+)
+_NEW_PLACE = (
+    "new_place AS (INSERT INTO coaching_sessions (id, tenant_id, block_id, coach_id,"
+    " athlete_id, session_type_id, starts_at, ends_at, status, hold_expires_at, booked_by)"
+    " VALUES ($10, $2, $1, $3, $11, $4, $5, $6, $12, $13, $14) RETURNING created_at)"
+)
+_NEW_EVENT = (
+    ", new_event AS (INSERT INTO outbox_events (id, tenant_id, event_type, aggregate_type,"
+    " aggregate_id, payload) VALUES ($15, $2, $16, $17, $18, $19::jsonb))"
+)
+# A clinic's join names the block's unused parameters too, typed, so the statement prepares.
+_JOIN_TYPES = "SELECT created_at, $7::timestamptz, $8::timestamptz, $9::int FROM new_place"
+_INSERTS = {
+    (new_block, event): "WITH "  # noqa: S608 (constants only)
+    + (_NEW_BLOCK if new_block else "")
+    + _NEW_PLACE
+    + (_NEW_EVENT if event else "")
+    + (" SELECT created_at FROM new_place" if new_block else " " + _JOIN_TYPES)
+    for new_block in (True, False)
+    for event in (True, False)
+}
+
+
+@asynccontextmanager
+async def _driver_transaction(db: Database, caller: Caller) -> AsyncIterator[asyncpg.Connection]:
+    """The asyncpg connection under a session's transaction in the caller's tenant (begun,
+    tenant set, committed or rolled back by db.transaction): raw statements on a write
+    path, still through the session (docs/architecture.md point 8)."""
+    async with db.transaction(caller.tenant_id, caller.user_id) as session:
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        yield raw.driver_connection
+
+
+async def _place_raw(
+    db: Database,
+    caller: Caller,
+    settings: Settings,
+    *,
+    coach_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    athlete_id: uuid.UUID,
+    now: datetime,
+    hold_until: datetime | None = None,
+) -> CoachingSession:
+    """The athlete's place at `start`, as _bookable_type, _check_offered and _take_place
+    give it, and for a booking (no `hold_until`) its `session.scheduled` event: one
+    transaction. Raises _TimeTaken when the new block meets another."""
+    start = start.astimezone(UTC)
+    day = start.date()
+    async with _driver_transaction(db, caller) as conn:
+        row = await conn.fetchrow(
+            _BOOKING_READ,
+            session_type_id,
+            coach_id,
+            day - timedelta(days=2),
+            day + timedelta(days=3),
+        )
+        if row is None:
+            raise NotFound("Session type not found.")
+        offer = scheduling.Offer(
+            row["duration_minutes"], row["min_notice_minutes"], row["booking_window_days"]
+        )
+        hours, overrides = scheduling.availability_of(row["rules"], row["overrides"])
+        if not offer.offers(hours, overrides, start, now=now, settings=settings):
+            raise _not_offered()
+        capacity: int = row["capacity"]
+        ends_at = start + timedelta(minutes=row["duration_minutes"])
+        block_id: str | uuid.UUID | None = None
+        if capacity > 1:
+            block = await conn.fetchrow(_CLINIC_BLOCK, coach_id, session_type_id, start)
+            if block is not None:
+                block_id = block["id"]
+                athletes = [str(r[0]) for r in await conn.fetch(_LIVE_ATHLETES, block_id, now)]
+                if str(athlete_id) in athletes:
+                    raise Conflict(
+                        "The athlete already has a place in this session.", code="booked"
+                    )
+                if len(athletes) >= block["capacity"]:
+                    raise Conflict("This session is full.", code="full")
+        new_block = block_id is None
+        if new_block:
+            block_id = uuid.uuid4()
+        place = CoachingSession(
+            id=uuid.uuid4(),
+            tenant_id=caller.tenant_id,
+            block_id=uuid.UUID(str(block_id)),
+            coach_id=coach_id,
+            athlete_id=athlete_id,
+            session_type_id=session_type_id,
+            starts_at=start,
+            ends_at=ends_at,
+            status=SessionStatus.HELD if hold_until else SessionStatus.SCHEDULED,
+            hold_expires_at=hold_until,
+            booked_by=caller.user_id,
+        )
+        event: list[Any] = [None] * 5
+        if hold_until is None:
+            values = event_row(
+                **_scheduled_event_fields(place, row["title"], row["location"]),
+            )
+            event = [
+                values["id"],
+                values["event_type"],
+                values["aggregate_type"],
+                values["aggregate_id"],
+                orjson.dumps(values["payload"]).decode(),
+            ]
+        blocked = (
+            start - timedelta(minutes=row["buffer_before_minutes"]),
+            ends_at + timedelta(minutes=row["buffer_after_minutes"]),
+        )
+        try:
+            place.created_at = await conn.fetchval(
+                _INSERTS[new_block, hold_until is None],
+                block_id,
+                caller.tenant_id,
+                coach_id,
+                session_type_id,
+                start,
+                ends_at,
+                *(blocked if new_block else (None, None)),
+                capacity if new_block else None,
+                place.id,
+                athlete_id,
+                place.status,
+                hold_until,
+                caller.user_id,
+                *(event if hold_until is None else ()),
+            )
+        except asyncpg.ExclusionViolationError as exc:
+            clinic = (session_type_id, start) if capacity > 1 else None
+            raise _TimeTaken(coach_id, Range(*blocked, bounds="[)"), clinic) from exc
+    return place
+
+
+def _not_offered() -> Conflict:
+    return Conflict(
+        "That time is not offered: outside the coach's availability, off the slot grid, "
+        "too soon or too far ahead.",
+        code="not-offered",
+    )
+
+
 async def _bookable_type(
     session: AsyncSession, coach_id: uuid.UUID, session_type_id: uuid.UUID
 ) -> SessionType:
@@ -322,11 +512,7 @@ async def _check_offered(
     settings: Settings,
 ) -> None:
     if not await scheduling.is_offered(session, session_type, start, now=now, settings=settings):
-        raise Conflict(
-            "That time is not offered: outside the coach's availability, off the slot grid, "
-            "too soon or too far ahead.",
-            code="not-offered",
-        )
+        raise _not_offered()
 
 
 async def _take_place(
@@ -452,34 +638,47 @@ def _session_event(
 ) -> None:
     add_event(
         session,
-        tenant_id=place.tenant_id,
-        event_type=event_type,
-        aggregate_type="coaching_session",
-        aggregate_id=place.id,
-        payload={
+        **_event_fields(event_type, place, session_type.title, session_type.location, **extra),
+    )
+
+
+def _event_fields(
+    event_type: str, place: CoachingSession, title: str, location: str | None, **extra: Any
+) -> dict[str, Any]:
+    """add_event's (and event_row's) arguments for an event about `place`."""
+    return {
+        "tenant_id": place.tenant_id,
+        "event_type": event_type,
+        "aggregate_type": "coaching_session",
+        "aggregate_id": place.id,
+        "payload": {
             "session_id": str(place.id),
             "coach_id": str(place.coach_id),
             "athlete_id": str(place.athlete_id),
             "session_type_id": str(place.session_type_id),
-            "title": session_type.title,
-            "location": session_type.location,
+            "title": title,
+            "location": location,
             "starts_at": place.starts_at.astimezone(UTC).isoformat(),
             "ends_at": place.ends_at.astimezone(UTC).isoformat(),
             **extra,
         },
+    }
+
+
+def _scheduled_event_fields(
+    place: CoachingSession, title: str, location: str | None, **extra: Any
+) -> dict[str, Any]:
+    return _event_fields(
+        "session.scheduled", place, title, location, booked_by=str(place.booked_by), **extra
     )
 
 
 def _scheduled_event(
     session: AsyncSession, place: CoachingSession, session_type: SessionType, **extra: Any
 ) -> None:
-    _session_event(
+    add_event(
         session,
-        "session.scheduled",
-        place,
-        session_type,
-        booked_by=str(place.booked_by),
-        **extra,
+        **_scheduled_event_fields(place, session_type.title, session_type.location, **extra),
     )
 
 

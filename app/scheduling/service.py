@@ -400,8 +400,8 @@ async def offered_starts(
     ValidationFailed for a range that is reversed, naive or wider than
     scheduling_max_range_days. A step (caller's transaction, caller's tenant)."""
     slots.check_range(start, end, settings.scheduling_max_range_days)
-    earliest = max(start, now + timedelta(minutes=session_type.min_notice_minutes))
-    latest = min(end, now + timedelta(days=session_type.booking_window_days, microseconds=1))
+    offer = Offer.of(session_type)
+    earliest, latest = offer.bounds(start, end, now)
     if earliest >= latest:
         return []
     if availability is None:
@@ -412,13 +412,101 @@ async def offered_starts(
             overrides_until=latest.astimezone(UTC).date() + timedelta(days=3),
         )
     rules, overrides = availability
-    return slots.slot_starts(
-        weekly_hours(rules),
-        date_overrides(overrides),
-        earliest,
-        latest,
-        duration=timedelta(minutes=session_type.duration_minutes),
-        step=timedelta(minutes=settings.scheduling_slot_step_minutes),
+    return offer.starts(
+        weekly_hours(rules), date_overrides(overrides), start, end, now=now, settings=settings
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What of a session type decides the starts it offers: for hot paths that read the
+    type and the coach's hours as raw rows (availability_sql) rather than ORM rows."""
+
+    duration_minutes: int
+    min_notice_minutes: int
+    booking_window_days: int
+
+    @classmethod
+    def of(cls, session_type: SessionType) -> "Offer":
+        return cls(
+            session_type.duration_minutes,
+            session_type.min_notice_minutes,
+            session_type.booking_window_days,
+        )
+
+    def bounds(self, start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime]:
+        """[start, end) narrowed by the minimum notice and the booking window."""
+        earliest = max(start, now + timedelta(minutes=self.min_notice_minutes))
+        latest = min(end, now + timedelta(days=self.booking_window_days, microseconds=1))
+        return earliest, latest
+
+    def starts(
+        self,
+        hours: Sequence[slots.WeeklyHours],
+        overrides: Sequence[slots.DateOverride],
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime,
+        settings: Settings,
+    ) -> list[datetime]:
+        """offered_starts over hours and overrides already read (pure; the range is
+        checked by the caller)."""
+        earliest, latest = self.bounds(start, end, now)
+        if earliest >= latest:
+            return []
+        return slots.slot_starts(
+            hours,
+            overrides,
+            earliest,
+            latest,
+            duration=timedelta(minutes=self.duration_minutes),
+            step=timedelta(minutes=settings.scheduling_slot_step_minutes),
+        )
+
+    def offers(
+        self,
+        hours: Sequence[slots.WeeklyHours],
+        overrides: Sequence[slots.DateOverride],
+        start: datetime,
+        *,
+        now: datetime,
+        settings: Settings,
+    ) -> bool:
+        """is_offered over hours and overrides already read (pure)."""
+        one = timedelta(microseconds=1)
+        found = self.starts(hours, overrides, start, start + one, now=now, settings=settings)
+        return start in found
+
+
+def availability_sql(coach: str, first_day: str, last_day: str) -> str:
+    """Two select-list columns, `rules` and `overrides`: the coach's weekly rules and the
+    overrides dated in [first_day, last_day], as arrays of records, for hot paths that
+    read them in one raw (asyncpg) statement with other rows (availability_of reads them);
+    RLS adds the tenant. The arguments are SQL expressions (a column, a parameter), never values."""
+    return (
+        "ARRAY(SELECT ROW(r.weekday, r.start_time, r.end_time, r.time_zone, r.effective_from,"  # noqa: S608
+        " r.effective_until, r.id::text, r.created_at) FROM availability_rules r"
+        f" WHERE r.coach_id = {coach}"
+        ") AS rules, "
+        "ARRAY(SELECT ROW(o.day, o.kind, o.time_zone, o.start_time, o.end_time, o.id::text,"
+        " o.created_at) FROM availability_overrides o"
+        f" WHERE o.coach_id = {coach}"
+        f" AND o.day BETWEEN {first_day} AND {last_day}) AS overrides"
+    )
+
+
+type RuleRecord = Sequence[Any]  # a `rules` record of availability_sql
+type OverrideRecord = Sequence[Any]  # an `overrides` record of availability_sql
+
+
+def availability_of(
+    rules: Sequence[RuleRecord], overrides: Sequence[OverrideRecord]
+) -> tuple[list[slots.WeeklyHours], list[slots.DateOverride]]:
+    """The hours and overrides of availability_sql's records."""
+    return (
+        [slots.WeeklyHours(*r[:6]) for r in rules],
+        [slots.DateOverride(*o[:5]) for o in overrides],
     )
 
 
