@@ -19,9 +19,9 @@ from app.bookings.schemas import (
     RescheduleIn,
     SessionOut,
 )
-from app.deps import CallerDep, DatabaseDep, SettingsDep
+from app.deps import CallerDep, DatabaseDep, ResourcesDep, SettingsDep
 from app.infra.schemas import PageOut
-from app.scheduling.schemas import availability_out
+from app.scheduling.schemas import AvailabilityOverrideOut, AvailabilityRuleOut
 
 router = APIRouter(prefix="/scheduling", tags=["scheduling"])
 
@@ -143,8 +143,7 @@ async def reschedule(
 async def open_slots(
     coach_id: uuid.UUID,
     caller: CallerDep,
-    db: DatabaseDep,
-    settings: SettingsDep,
+    resources: ResourcesDep,
     from_: From,
     to: To,
     tz: Annotated[
@@ -154,28 +153,56 @@ async def open_slots(
 ) -> Response:
     """The coach's weekly rules and date overrides, and the slots open in [from, to) after
     bookings, holds, buffers, notice and booking window, in the zone `tz`."""
+    assert resources.read_pool is not None
     found = await service.open_slots(
-        db,
+        resources.read_pool,
         caller,
         coach_id,
         start=from_,
         end=to,
         time_zone=tz,
         session_type_id=session_type_id,
-        settings=settings,
+        settings=resources.settings,
     )
-    availability = availability_out(found.coach_id, found.rules, found.overrides)
+    coach = str(found.coach_id)
     # Four weeks are a thousand slots or more: they go to JSON as they are (orjson writes
     # RFC 3339 with the zone's offset) rather than through a model each; the schema above
-    # stays the documented shape.
+    # stays the documented shape. The few rules and overrides go through their models.
     return Response(
         orjson.dumps(
             {
-                **availability.model_dump(mode="json"),
+                "coach_id": coach,
+                "rules": [
+                    AvailabilityRuleOut(
+                        id=r[6],
+                        coach_id=coach,
+                        weekday=r[0],
+                        start=r[1],
+                        end=r[2],
+                        time_zone=r[3],
+                        effective_from=r[4],
+                        effective_until=r[5],
+                        created_at=r[7],
+                    ).model_dump(mode="json")
+                    for r in found.rules
+                ],
+                "overrides": [
+                    AvailabilityOverrideOut(
+                        id=o[5],
+                        coach_id=coach,
+                        date=o[0],
+                        kind=o[1],
+                        time_zone=o[2],
+                        start=o[3],
+                        end=o[4],
+                        created_at=o[6],
+                    ).model_dump(mode="json")
+                    for o in found.overrides
+                ],
                 "time_zone": tz,
                 "slots": [
                     {
-                        "session_type_id": str(slot.session_type_id),
+                        "session_type_id": slot.session_type_id,
                         "start": slot.start,
                         "end": slot.end,
                         "seats_left": slot.seats_left,

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,14 +34,14 @@ from app.auth.caller import Caller
 from app.bookings import permissions
 from app.bookings.models import CoachBlock, CoachingSession, SessionStatus
 from app.events.outbox import add_event, event_row
-from app.infra.db import Database
+from app.infra.db import Database, tenant_connection
 from app.infra.errors import Conflict, NotFound, ValidationFailed
 from app.infra.pagination import Page, after_cursor, page_of
 from app.infra.settings import Settings
 from app.scheduling import service as scheduling
 from app.scheduling import slots as slot_math
-from app.scheduling.models import AvailabilityOverride, AvailabilityRule, SessionType
-from app.tenants.models import Tenant, TenantMembership
+from app.scheduling.models import SessionType
+from app.tenants.models import Tenant
 
 EXCLUSION_VIOLATION = "23P01"
 # Deadlock detected, serialization failure: the transaction was rolled back, try again.
@@ -839,7 +839,7 @@ async def list_sessions(
 
 class OpenSlot(NamedTuple):
     # A tuple: a frozen dataclass's __init__ costs more, once per slot of four weeks.
-    session_type_id: uuid.UUID
+    session_type_id: str
     start: datetime
     end: datetime
     seats_left: int
@@ -848,22 +848,46 @@ class OpenSlot(NamedTuple):
 @dataclass(frozen=True)
 class OpenSlots:
     coach_id: uuid.UUID
-    rules: list[AvailabilityRule]
-    overrides: list[AvailabilityOverride]
+    # As availability_sql reads them (the hours first, then id and created_at), in the
+    # order coach_availability gives them.
+    rules: list[scheduling.RuleRecord]
+    overrides: list[scheduling.OverrideRecord]
     slots: list[OpenSlot]  # in the viewer's zone, earliest first
 
 
-@dataclass(frozen=True)
-class _LiveBlock:
+class _LiveBlock(NamedTuple):
     lower: datetime
     upper: datetime
-    session_type_id: uuid.UUID
+    session_type_id: str
     starts_at: datetime
     seats_left: int
 
 
+# The longest buffer a type may have (its check): blocks meeting [start - buffer, end +
+# longest session + buffer) are all that a slot in [start, end) can meet.
+_LONGEST_BUFFER = timedelta(minutes=720)
+
+# Everything the open slots need, in one statement on the read pool: whether the coach is a
+# member (another tenant's id is "not found"), the types (one, or all active ones), the
+# hours, and the live blocks with their places left. RLS adds the tenant throughout.
+_OPEN_SLOTS_READ = (
+    "SELECT EXISTS (SELECT 1 FROM tenant_memberships m WHERE m.user_id = $1) AS coach_known,"  # noqa: S608
+    " ARRAY(SELECT ROW(t.id::text, t.capacity, t.duration_minutes, t.buffer_before_minutes,"
+    " t.buffer_after_minutes, t.min_notice_minutes, t.booking_window_days)"
+    " FROM session_types t WHERE t.coach_id = $1 AND t.active"
+    " AND ($2::uuid IS NULL OR t.id = $2::uuid) ORDER BY t.created_at, t.id) AS types, "
+    + scheduling.availability_sql("$1", "$3::date", "$4::date")
+    + ", ARRAY(SELECT ROW(lower(b.blocked), upper(b.blocked), b.session_type_id::text,"
+    " b.starts_at, b.capacity - p.live) FROM coach_blocks b CROSS JOIN LATERAL ("
+    " SELECT count(*) AS live FROM coaching_sessions s WHERE s.block_id = b.id"
+    " AND (s.status = 'scheduled' OR (s.status = 'held' AND s.hold_expires_at > $7))) p"
+    " WHERE b.coach_id = $1 AND b.blocked && tstzrange($5, $6, '[)') AND p.live > 0"
+    " ORDER BY b.blocked) AS blocks"
+)
+
+
 async def open_slots(
-    db: Database,
+    read_pool: asyncpg.Pool,
     caller: Caller,
     coach_id: uuid.UUID,
     *,
@@ -875,129 +899,59 @@ async def open_slots(
 ) -> OpenSlots:
     """The coach's rules and overrides, and the starts in [start, end) a booking would get
     now, for one type or all the coach's active ones: what availability offers
-    (app/scheduling's offered_starts) less what live blocks take, in `time_zone`. A group
-    clinic's start whose block has places left stays open. Any member may ask."""
+    (app/scheduling's Offer) less what live blocks take, in `time_zone`. A group clinic's
+    start whose block has places left stays open. Any member may ask. One read on the raw
+    read pool (a measured hot path, docs/architecture.md point 8)."""
     if not slot_math.is_known_zone(time_zone):
         raise ValidationFailed("Unknown time zone: use an IANA name such as Europe/Berlin.")
     slot_math.check_range(start, end, settings.scheduling_max_range_days)
     zone = ZoneInfo(time_zone)
     now = datetime.now(UTC)
-    async with db.transaction(caller.tenant_id, caller.user_id) as session:
-        if session_type_id is not None:
-            types = [await _bookable_type(session, coach_id, session_type_id)]
-        else:
-            types = list(
-                await session.scalars(
-                    select(SessionType)
-                    .where(
-                        SessionType.tenant_id == caller.tenant_id,
-                        SessionType.coach_id == coach_id,
-                        SessionType.active,
-                    )
-                    .order_by(SessionType.created_at, SessionType.id)
-                )
-            )
-            if not types:  # a coach offering nothing yet, or no coach of this tenant?
-                await _check_coach(session, caller, coach_id)
+    async with tenant_connection(read_pool, caller.tenant_id, caller.user_id) as conn:
         # Overrides dated a day either side of the range: every zone's dates are covered.
-        availability = await scheduling.coach_availability(
-            session,
+        row = await conn.fetchrow(
+            _OPEN_SLOTS_READ,
             coach_id,
-            overrides_from=start.astimezone(UTC).date() - timedelta(days=1),
-            overrides_until=end.astimezone(UTC).date() + timedelta(days=1),
+            session_type_id,
+            start.astimezone(UTC).date() - timedelta(days=1),
+            end.astimezone(UTC).date() + timedelta(days=1),
+            start - _LONGEST_BUFFER,
+            end + _LONGEST_SESSION + _LONGEST_BUFFER,
+            now,
         )
-        offered = {
-            t.id: await scheduling.offered_starts(
-                session, t, start, end, now=now, settings=settings, availability=availability
-            )
-            for t in types
-        }
-        shapes = [(_Shape.of(t), offered[t.id]) for t in types]
-        blocks: list[_LiveBlock] = []
-        if any(starts for _, starts in shapes):
-            lower = min(min(starts) - shape.before for shape, starts in shapes if starts)
-            upper = max(
-                max(starts) + shape.length + shape.after for shape, starts in shapes if starts
-            )
-            blocks = await _live_blocks(session, caller.tenant_id, coach_id, lower, upper, now)
-    found = [slot for shape, starts in shapes for slot in _still_open(shape, starts, blocks, zone)]
+    assert row is not None  # a SELECT without FROM
+    if not row["types"]:
+        if session_type_id is not None:
+            raise NotFound("Session type not found.")
+        if not row["coach_known"]:  # a coach offering nothing yet, or no coach of this tenant?
+            raise NotFound("Coach not found.")
+    hours, overrides = scheduling.availability_of(row["rules"], row["overrides"])
+    blocks = [_LiveBlock(*b) for b in row["blocks"]]
+    found: list[OpenSlot] = []
+    for type_id, capacity, duration, before, after, notice, window in row["types"]:
+        offer = scheduling.Offer(duration, notice, window)
+        starts = offer.starts(hours, overrides, start, end, now=now, settings=settings)
+        shape = _Shape(
+            type_id,
+            capacity,
+            timedelta(minutes=before),
+            timedelta(minutes=duration),
+            timedelta(minutes=after),
+        )
+        found += _still_open(shape, starts, blocks, zone)
     found.sort(key=lambda slot: (slot.start, slot.session_type_id))
-    return OpenSlots(coach_id, *availability, found)
-
-
-async def _check_coach(session: AsyncSession, caller: Caller, coach_id: uuid.UUID) -> None:
-    # Another tenant's (or nobody's) id is "not found", not an empty calendar.
-    member = await session.scalar(
-        select(TenantMembership.id).where(
-            TenantMembership.tenant_id == caller.tenant_id, TenantMembership.user_id == coach_id
-        )
-    )
-    if member is None:
-        raise NotFound("Coach not found.")
-
-
-async def _live_blocks(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    coach_id: uuid.UUID,
-    lower: datetime,
-    upper: datetime,
-    now: datetime,
-) -> list[_LiveBlock]:
-    """The coach's blocks meeting [lower, upper) that hold a live place, in time order,
-    with their places left: one query, whatever the number of slots."""
-    places = (
-        select(func.count())
-        .where(
-            CoachingSession.tenant_id == CoachBlock.tenant_id,
-            CoachingSession.block_id == CoachBlock.id,
-            _live(now),
-        )
-        .correlate(CoachBlock)
-        .scalar_subquery()
-    )
-    rows = await session.execute(
-        select(
-            CoachBlock.blocked,
-            CoachBlock.session_type_id,
-            CoachBlock.starts_at,
-            CoachBlock.capacity,
-            places,
-        )
-        .where(
-            CoachBlock.tenant_id == tenant_id,
-            CoachBlock.coach_id == coach_id,
-            CoachBlock.blocked.overlaps(Range(lower, upper, bounds="[)")),
-        )
-        .order_by(CoachBlock.blocked)
-    )
-    return [
-        _LiveBlock(blocked.lower, blocked.upper, type_id, starts_at, capacity - taken)
-        for blocked, type_id, starts_at, capacity, taken in rows
-        if taken > 0
-    ]
+    return OpenSlots(coach_id, list(row["rules"]), list(row["overrides"]), found)
 
 
 @dataclass(frozen=True)
 class _Shape:
-    """A session type's times, read once: attribute access on ORM rows costs more than the
-    arithmetic on a path that visits every slot of four weeks."""
+    """A session type's times, read once, for a path that visits every slot of four weeks."""
 
-    type_id: uuid.UUID
+    type_id: str
     capacity: int
     before: timedelta
     length: timedelta
     after: timedelta
-
-    @classmethod
-    def of(cls, session_type: SessionType) -> "_Shape":
-        return cls(
-            session_type.id,
-            session_type.capacity,
-            timedelta(minutes=session_type.buffer_before_minutes),
-            timedelta(minutes=session_type.duration_minutes),
-            timedelta(minutes=session_type.buffer_after_minutes),
-        )
 
 
 def _still_open(
