@@ -14,12 +14,11 @@ more. Every lock is taken block first, then session row, so no two of these tran
 wait on each other in a circle.
 """
 
-import bisect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -905,7 +904,6 @@ async def open_slots(
     if not slot_math.is_known_zone(time_zone):
         raise ValidationFailed("Unknown time zone: use an IANA name such as Europe/Berlin.")
     slot_math.check_range(start, end, settings.scheduling_max_range_days)
-    zone = ZoneInfo(time_zone)
     now = datetime.now(UTC)
     async with tenant_connection(read_pool, caller.tenant_id, caller.user_id) as conn:
         # Overrides dated a day either side of the range: every zone's dates are covered.
@@ -928,6 +926,8 @@ async def open_slots(
     hours, overrides = scheduling.availability_of(row["rules"], row["overrides"])
     blocks = [_LiveBlock(*b) for b in row["blocks"]]
     found: list[OpenSlot] = []
+    zone = ZoneInfo(time_zone)
+    pieces = _Viewer.pieces(zone, start, end + _LONGEST_SESSION)
     for type_id, capacity, duration, before, after, notice, window in row["types"]:
         offer = scheduling.Offer(duration, notice, window)
         starts = offer.starts(hours, overrides, start, end, now=now, settings=settings)
@@ -938,7 +938,8 @@ async def open_slots(
             timedelta(minutes=duration),
             timedelta(minutes=after),
         )
-        found += _still_open(shape, starts, blocks, zone)
+        viewer = (_Viewer(zone, pieces), _Viewer(zone, pieces))
+        found += _still_open(shape, starts, blocks, viewer)
     found.sort(key=lambda slot: (slot.start, slot.session_type_id))
     return OpenSlots(coach_id, list(row["rules"]), list(row["overrides"]), found)
 
@@ -954,35 +955,74 @@ class _Shape:
     after: timedelta
 
 
+class _Viewer:
+    """A zone's local times of instants met in order, without a zone lookup per instant:
+    over a stretch of constant UTC offset a local time is the stretch's first one plus
+    the time since (with that offset as a fixed zone, so a repeated wall-clock hour keeps
+    its own offset)."""
+
+    def __init__(self, zone: ZoneInfo, pieces: list[tuple[datetime, datetime, datetime]]) -> None:
+        self._zone = zone
+        self._pieces = pieces  # (start, end, local time at start) of each stretch
+        self._k = 0
+
+    @staticmethod
+    def pieces(
+        zone: ZoneInfo, lo: datetime, hi: datetime
+    ) -> list[tuple[datetime, datetime, datetime]]:
+        return [
+            (a, b, a.astimezone(timezone(offset)))
+            for a, b, offset in slot_math.zone_offsets(zone, lo, hi)
+        ]
+
+    def local(self, instant: datetime) -> datetime:
+        pieces, k = self._pieces, self._k
+        while k + 1 < len(pieces) and pieces[k][1] <= instant:
+            k += 1
+        self._k = k
+        a, b, local_a = pieces[k]
+        if not a <= instant < b:  # outside the span asked for (never, but exact anyway)
+            return instant.astimezone(self._zone)
+        return local_a + (instant - a)
+
+
 def _still_open(
-    shape: _Shape, starts: Sequence[datetime], blocks: Sequence[_LiveBlock], zone: ZoneInfo
+    shape: _Shape,
+    starts: Sequence[datetime],
+    blocks: Sequence[_LiveBlock],
+    viewer: tuple[_Viewer, _Viewer],
 ) -> list[OpenSlot]:
     """The starts whose blocked time meets no live block but their own clinic's (with
-    places left), in `zone`. `blocks` are in time order and never overlap (the exclusion
-    constraint), so their ends are in order too: a bisection finds the first that may
-    meet a start."""
-    uppers = [b.upper for b in blocks]
+    places left), in the viewer's zone (one _Viewer for starts, one for ends). `starts`
+    are in order, and `blocks` are in time order and never overlap (the exclusion
+    constraint), so their ends are in order too: the first block that may meet a start
+    only moves forward."""
     group = shape.capacity > 1
+    type_id, capacity, before, length, after = (
+        shape.type_id,
+        shape.capacity,
+        shape.before,
+        shape.length,
+        shape.after,
+    )
+    reach = length + after
     found = []
+    at_start, at_end = viewer[0].local, viewer[1].local
+    n, i = len(blocks), 0
     for start in starts:
-        lower, upper = start - shape.before, start + shape.length + shape.after
-        seats = shape.capacity
-        i = bisect.bisect_right(uppers, lower)
-        while i < len(blocks) and blocks[i].lower < upper:
-            block = blocks[i]
-            if group and block.starts_at == start and block.session_type_id == shape.type_id:
+        lower, upper = start - before, start + reach
+        while i < n and blocks[i].upper <= lower:
+            i += 1
+        seats = capacity
+        j = i
+        while j < n and blocks[j].lower < upper:
+            block = blocks[j]
+            if group and block.starts_at == start and block.session_type_id == type_id:
                 seats = block.seats_left
-                i += 1
+                j += 1
             else:
                 seats = 0
                 break
         if seats > 0:
-            found.append(
-                OpenSlot(
-                    shape.type_id,
-                    start.astimezone(zone),
-                    (start + shape.length).astimezone(zone),
-                    seats,
-                )
-            )
+            found.append(OpenSlot(type_id, at_start(start), at_end(start + length), seats))
     return found

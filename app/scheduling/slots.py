@@ -31,6 +31,7 @@ AVAILABLE = "available"
 type Interval = tuple[datetime, datetime]
 
 _DAY = timedelta(days=1)
+_TICK = timedelta(microseconds=1)  # the resolution of datetime: t <= x is t < x + _TICK
 # Offsets are sampled this far apart and bisected where they change: no zone changes its
 # offset twice within six hours.
 _SAMPLE = timedelta(hours=6)
@@ -122,14 +123,25 @@ class _Offsets:
                 continue
             local = a + offset  # UTC-tagged local wall time: plain arithmetic, no DST
             midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            next_midnight = midnight + _DAY
             t = midnight + _ceil_div(local - midnight, step) * step
-            while t - offset < b:
-                if t >= midnight + _DAY:  # the grid restarts at each local midnight
-                    midnight += _DAY
-                    t = midnight
+            local_end = b + offset
+            while t < local_end:
+                if t >= next_midnight:  # the grid restarts at each local midnight
+                    t = next_midnight
+                    next_midnight += _DAY
                     continue
                 yield t - offset
                 t += step
+
+
+def zone_offsets(
+    zone: ZoneInfo, lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime, timedelta]]:
+    """The zone's UTC offset over [lo, hi) (aware), from lo's UTC midnight: sorted pieces
+    (start, end, offset). The pieces change on whole seconds, as zones do."""
+    midnight = lo.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return _Offsets(zone, midnight, hi.astimezone(UTC)).pieces
 
 
 def _offset_at(zone: ZoneInfo, instant: datetime) -> timedelta:
@@ -276,6 +288,7 @@ def slot_starts(
 ) -> list[datetime]:
     """Sorted UTC start times t in [start, end) on the grid of the wall clock whose hours
     t falls in, with [t, t + duration) inside one availability window."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)  # the starts come out in UTC
     span = _Span(start, end + duration)
     by_zone = _windows_by_zone(rules, overrides, span)
     every = _merge(w for ws in by_zone.values() for w in ws)
@@ -283,17 +296,17 @@ def slot_starts(
     for zone, zone_windows in by_zone.items():
         offsets = span.offsets(zone)
         found: list[datetime] = []
-        i = 0  # the merged window holding t: both only move forward
+        i = 0  # the merged window holding this window: both only move forward
         for window in zone_windows:
             if window[1] <= start or window[0] >= end:
                 continue
-            for t in offsets.grid(window, step):
-                if not start <= t < end:
-                    continue
-                while every[i][1] <= t:
-                    i += 1
-                if t + duration <= every[i][1]:
-                    found.append(t)
+            while every[i][1] <= window[0]:
+                i += 1
+            # A start t fits when t + duration <= the end of the merged window holding it.
+            last = every[i][1] - duration
+            bounded = (max(window[0], start), min(window[1], end, last + _TICK))
+            if bounded[0] < bounded[1]:
+                found += offsets.grid(bounded, step)
         per_zone.append(found)
     if len(per_zone) == 1:
         return per_zone[0]  # one zone's windows are disjoint and sorted: so are its starts
