@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from app.infra.errors import NotFound, ValidationFailed
 from app.main import create_app
 from app.scheduling import service
-from app.scheduling.router import router as scheduling_router
 from app.scheduling.slots import END_OF_DAY
 from tests.conftest import random_client_ip
 from tests.factories import Account, add_member, register_tenant
@@ -26,9 +25,6 @@ AVAILABILITY = "/scheduling/availability"
 @pytest.fixture(scope="module")
 async def app(settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
-    if not any(getattr(r, "path", None) == TYPES for r in application.routes):
-        # Until app/main.py (the lead's) registers the scheduling router.
-        application.include_router(scheduling_router)
     async with LifespanManager(application):
         yield application
 

@@ -174,28 +174,28 @@ async def open_slots(
                 "coach_id": coach,
                 "rules": [
                     AvailabilityRuleOut(
-                        id=r[6],
+                        id=r.id,
                         coach_id=coach,
-                        weekday=r[0],
-                        start=r[1],
-                        end=r[2],
-                        time_zone=r[3],
-                        effective_from=r[4],
-                        effective_until=r[5],
-                        created_at=r[7],
+                        weekday=r.weekday,
+                        start=r.start_time,
+                        end=r.end_time,
+                        time_zone=r.time_zone,
+                        effective_from=r.effective_from,
+                        effective_until=r.effective_until,
+                        created_at=r.created_at,
                     ).model_dump(mode="json")
                     for r in found.rules
                 ],
                 "overrides": [
                     AvailabilityOverrideOut(
-                        id=o[5],
+                        id=o.id,
                         coach_id=coach,
-                        date=o[0],
-                        kind=o[1],
-                        time_zone=o[2],
-                        start=o[3],
-                        end=o[4],
-                        created_at=o[6],
+                        date=o.day,
+                        kind=o.kind,
+                        time_zone=o.time_zone,
+                        start=o.start_time,
+                        end=o.end_time,
+                        created_at=o.created_at,
                     ).model_dump(mode="json")
                     for o in found.overrides
                 ],

@@ -941,7 +941,8 @@ async def open_slots(
         viewer = (_Viewer(zone, pieces), _Viewer(zone, pieces))
         found += _still_open(shape, starts, blocks, viewer)
     found.sort(key=lambda slot: (slot.start, slot.session_type_id))
-    return OpenSlots(coach_id, list(row["rules"]), list(row["overrides"]), found)
+    rules, overrides_found = scheduling.availability_records(row["rules"], row["overrides"])
+    return OpenSlots(coach_id, rules, overrides_found, found)
 
 
 @dataclass(frozen=True)

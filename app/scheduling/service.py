@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Date, SmallInteger, String, cast, delete, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -496,8 +496,36 @@ def availability_sql(coach: str, first_day: str, last_day: str) -> str:
     )
 
 
-type RuleRecord = Sequence[Any]  # a `rules` record of availability_sql
-type OverrideRecord = Sequence[Any]  # an `overrides` record of availability_sql
+class RuleRecord(NamedTuple):
+    """A `rules` record of availability_sql, field by field."""
+
+    weekday: int
+    start_time: time
+    end_time: time
+    time_zone: str
+    effective_from: date | None
+    effective_until: date | None
+    id: str
+    created_at: datetime
+
+
+class OverrideRecord(NamedTuple):
+    """An `overrides` record of availability_sql, field by field."""
+
+    day: date
+    kind: str
+    time_zone: str
+    start_time: time | None
+    end_time: time | None
+    id: str
+    created_at: datetime
+
+
+def availability_records(
+    rules: Sequence[Sequence[Any]], overrides: Sequence[Sequence[Any]]
+) -> tuple[list[RuleRecord], list[OverrideRecord]]:
+    """availability_sql's two arrays as named records."""
+    return [RuleRecord(*r) for r in rules], [OverrideRecord(*o) for o in overrides]
 
 
 def availability_of(
