@@ -1,7 +1,5 @@
-import hashlib
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -26,13 +24,10 @@ from app.deps import (
     current_caller,
     ip_rate_limit,
 )
-from app.infra.errors import RateLimited
 from app.infra.mail import Mail, deliver
-from app.infra.ratelimit import Bucket, Limit
 from app.resources import Resources
 
 router = APIRouter(prefix="/auth", tags=["auth"], dependencies=[Depends(ip_rate_limit)])
-log = structlog.get_logger(__name__)
 _optional_bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 SIGN_UP_SENT = "Check your inbox: we sent a link to finish signing up."
@@ -40,20 +35,11 @@ RESET_SENT = "If this address has an account, we sent it a link to reset the pas
 
 
 async def _mail_later(resources: Resources, background: BackgroundTasks, mail: Mail | None) -> None:
-    """Send after the response, so its time and any SMTP failure don't show in the answer;
-    at most AUTH_MAILS_PER_ADDRESS_PER_HOUR per address, so we can't be used to flood one."""
-    if mail is None:
-        return
-    s = resources.settings
-    n = max(1, s.auth_mails_per_address_per_hour)
-    per_address = Limit(n, 3600, burst=n - 1)
-    recipient = hashlib.sha256(mail.to.encode()).hexdigest()[:32]
-    try:
-        await resources.limiter.check([Bucket("auth-mail", recipient, per_address)])
-    except RateLimited:
-        log.warning("mail_dropped_over_limit", kind=mail.kind)
-        return
-    background.add_task(deliver, s, mail)
+    """Send after the response, so its time and any SMTP failure don't show in the answer
+    (the per-address cap: service.may_send_mail)."""
+    settings = resources.settings
+    if mail is not None and await service.may_send_mail(resources.limiter, settings, mail):
+        background.add_task(deliver, settings, mail)
 
 
 @router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=AcceptedOut)

@@ -11,6 +11,7 @@ a failed login does the same work for a known and an unknown address.
 """
 
 import asyncio
+import hashlib
 import re
 import secrets
 import uuid
@@ -47,11 +48,13 @@ from app.infra.errors import (
     Forbidden,
     Gone,
     NotFound,
+    RateLimited,
     TenantSuspended,
     Unauthorized,
     ValidationFailed,
 )
 from app.infra.mail import Mail
+from app.infra.ratelimit import Bucket, Limit, RateLimiter
 from app.infra.request_meta import RequestMeta
 from app.infra.settings import Settings
 from app.tenants.models import Invitation, Role, Tenant, TenantMembership
@@ -461,3 +464,17 @@ async def _open_invitation(session: AsyncSession, digest: str) -> Invitation:
     if invitation.expires_at <= _now():
         raise Gone("This invitation has expired.")
     return invitation
+
+
+async def may_send_mail(limiter: RateLimiter, settings: Settings, mail: Mail) -> bool:
+    """Whether an ownership mail (sign-up, password reset) may go to its address now: at
+    most AUTH_MAILS_PER_ADDRESS_PER_HOUR per address, so nobody can use us to flood one.
+    The address is counted by its hash, never stored in Redis as it is."""
+    n = max(1, settings.auth_mails_per_address_per_hour)
+    recipient = hashlib.sha256(mail.to.encode()).hexdigest()[:32]
+    try:
+        await limiter.check([Bucket("auth-mail", recipient, Limit(n, 3600, burst=n - 1))])
+    except RateLimited:
+        log.warning("mail_dropped_over_limit", kind=mail.kind)
+        return False
+    return True
