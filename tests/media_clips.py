@@ -13,6 +13,7 @@ await wait_for_transcode(parent_pid)      ... once one of them transcodes
 import asyncio
 import json
 import os
+import random
 import struct
 import subprocess
 from collections.abc import Iterable
@@ -58,10 +59,12 @@ def make_image(path: Path | str, width: int = 1600, height: int = 1200) -> Path:
     return path
 
 
-def make_garbage(path: Path | str, nbytes: int = 256 * 1024) -> Path:
-    """Random bytes: what no demuxer recognises, whatever the name says."""
+def make_garbage(path: Path | str, nbytes: int = 256 * 1024, *, seed: int = 0) -> Path:
+    """Pseudo-random bytes that no demuxer recognises, whatever the name says. Seeded: now
+    and then truly random bytes hold something ffprobe takes for an audio stream, and a
+    test must get the same file every run."""
     path = Path(path)
-    path.write_bytes(os.urandom(nbytes))
+    path.write_bytes(random.Random(seed).randbytes(nbytes))
     return path
 
 
