@@ -3,12 +3,17 @@ person acting, with their own token; the database looked at only to arrange time
 hold's expiry) and to read what was written (blocks, the outbox)."""
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
+from app.auth.caller import Caller
+from app.bookings import service
+from app.infra.errors import NotFound
+from app.tenants.models import Role
 from tests.conftest import random_client_ip
 from tests.factories import Account, add_member, register_tenant
 
@@ -641,3 +646,33 @@ async def test_the_organisations_own_cutoff_applies_and_only_its_admin_sets_it(a
     assert (
         await api.post(url.format(second["id"]), headers=athlete.headers, json={})
     ).status_code == 409
+
+
+async def test_a_desk_booking_checks_the_athlete_again_inside_its_own_transaction(
+    api, club, db, settings
+):
+    """A desk's booking checks the athlete's membership first, then books in a transaction
+    of its own; what refuses an athlete removed in between is the booking's re-check, under
+    a lock. Its step is called here as if the removal had come between the two."""
+    lesson = uuid.UUID(await session_type(api, club["coach"]))
+    scheduler = club["scheduler"]
+    desk = Caller(scheduler.user_id, scheduler.tenant_id, Role.SCHEDULER)
+
+    async def place(athlete: Account):
+        return await service._place_raw(
+            db,
+            desk,
+            settings,
+            coach_id=club["coach"].user_id,
+            session_type_id=lesson,
+            start=at(41, 10),
+            athlete_id=athlete.user_id,
+            now=datetime.now(UTC),
+        )
+
+    # Not an athlete of this tenant (a coach; another tenant's athlete): nothing booked.
+    for not_athlete in (club["other_coach"], club["b_athlete"]):
+        with pytest.raises(NotFound):
+            await place(not_athlete)
+    booked = await place(club["fourth"])
+    assert booked.athlete_id == club["fourth"].user_id

@@ -40,7 +40,7 @@ from app.infra.settings import Settings
 from app.scheduling import service as scheduling
 from app.scheduling import slots as slot_math
 from app.scheduling.models import SessionType
-from app.tenants.models import Tenant
+from app.tenants.models import Role, Tenant
 
 EXCLUSION_VIOLATION = "23P01"
 # Deadlock detected, serialization failure: the transaction was rolled back, try again.
@@ -171,7 +171,8 @@ async def book(
 async def _athlete(db: Database, caller: Caller, athlete_id: uuid.UUID | None) -> uuid.UUID:
     """permissions.athlete_to_book_for. An athlete booking for themselves needs no query
     (the session is never used, so it opens no connection); the desk's check of the
-    athlete's membership reads it in a transaction of its own, before the booking's."""
+    athlete's membership reads it here, and _place_raw checks it again, locked, in the
+    booking's own transaction."""
     async with db.session(caller.tenant_id, caller.user_id) as session:
         return await permissions.athlete_to_book_for(session, caller, athlete_id)
 
@@ -337,6 +338,9 @@ _CLINIC_BLOCK = (
     "SELECT id, capacity FROM coach_blocks WHERE coach_id = $1 AND session_type_id = $2"
     " AND starts_at = $3 FOR UPDATE"
 )
+# The athlete a desk books for, still an ATHLETE of the tenant (RLS adds the tenant); the
+# row stays locked until the booking commits, so a removal or role change waits for it.
+_ATHLETE_STILL_MEMBER = "SELECT role FROM tenant_memberships WHERE user_id = $1 FOR SHARE"
 _LIVE_ATHLETES = (
     "SELECT athlete_id FROM coaching_sessions WHERE block_id = $1"
     " AND (status = 'scheduled' OR (status = 'held' AND hold_expires_at > $2))"
@@ -400,6 +404,11 @@ async def _place_raw(
     start = start.astimezone(UTC)
     day = start.date()
     async with _driver_transaction(db, caller) as conn:
+        if athlete_id != caller.user_id:
+            # Checked before (permissions.athlete_to_book_for); again here, in the
+            # booking's own transaction, so a member removed since is never booked.
+            if await conn.fetchval(_ATHLETE_STILL_MEMBER, athlete_id) != Role.ATHLETE:
+                raise NotFound("Athlete not found.")
         row = await conn.fetchrow(
             _BOOKING_READ,
             session_type_id,
