@@ -21,7 +21,7 @@ from app.bookings.schemas import (
 )
 from app.deps import CallerDep, DatabaseDep, ResourcesDep, SettingsDep
 from app.infra.schemas import PageOut
-from app.scheduling.schemas import AvailabilityOverrideOut, AvailabilityRuleOut
+from app.scheduling.schemas import availability_out
 
 router = APIRouter(prefix="/scheduling", tags=["scheduling"])
 
@@ -164,41 +164,14 @@ async def open_slots(
         session_type_id=session_type_id,
         settings=resources.settings,
     )
-    coach = str(found.coach_id)
     # Four weeks are a thousand slots or more: they go to JSON as they are (orjson writes
     # RFC 3339 with the zone's offset) rather than through a model each; the schema above
     # stays the documented shape. The few rules and overrides go through their models.
+    shown = availability_out(found.coach_id, found.rules, found.overrides)
     return Response(
         orjson.dumps(
             {
-                "coach_id": coach,
-                "rules": [
-                    AvailabilityRuleOut(
-                        id=r.id,
-                        coach_id=coach,
-                        weekday=r.weekday,
-                        start=r.start_time,
-                        end=r.end_time,
-                        time_zone=r.time_zone,
-                        effective_from=r.effective_from,
-                        effective_until=r.effective_until,
-                        created_at=r.created_at,
-                    ).model_dump(mode="json")
-                    for r in found.rules
-                ],
-                "overrides": [
-                    AvailabilityOverrideOut(
-                        id=o.id,
-                        coach_id=coach,
-                        date=o.day,
-                        kind=o.kind,
-                        time_zone=o.time_zone,
-                        start=o.start_time,
-                        end=o.end_time,
-                        created_at=o.created_at,
-                    ).model_dump(mode="json")
-                    for o in found.overrides
-                ],
+                **shown.model_dump(mode="json"),
                 "time_zone": tz,
                 "slots": [
                     {

@@ -950,7 +950,9 @@ async def open_slots(
         viewer = (_Viewer(zone, pieces), _Viewer(zone, pieces))
         found += _still_open(shape, starts, blocks, viewer)
     found.sort(key=lambda slot: (slot.start, slot.session_type_id))
-    rules, overrides_found = scheduling.availability_records(row["rules"], row["overrides"])
+    rules, overrides_found = scheduling.availability_records(
+        coach_id, row["rules"], row["overrides"]
+    )
     return OpenSlots(coach_id, rules, overrides_found, found)
 
 

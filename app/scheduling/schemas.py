@@ -7,6 +7,7 @@ Python's date.weekday(). Dates are local dates in `time_zone`.
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -21,7 +22,6 @@ from pydantic import (
 
 from app.infra.schemas import RequestBody, ResponseBody
 from app.scheduling import slots
-from app.scheduling.models import AvailabilityOverride, AvailabilityRule
 
 
 def _whole_minutes(value: dt.time) -> dt.time:
@@ -276,11 +276,11 @@ class AvailabilityOut(ResponseBody):
 
 def availability_out(
     coach_id: uuid.UUID,
-    rules: list[AvailabilityRule],
-    overrides: list[AvailabilityOverride],
+    rules: Sequence[object],
+    overrides: Sequence[object],
 ) -> AvailabilityOut:
-    """The response body of a coach's rules and overrides (as coach_availability gives
-    them), for any route that shows them."""
+    """The response body of a coach's rules and overrides (the models coach_availability
+    gives, or service.availability_records' records), for any route that shows them."""
     return AvailabilityOut(
         coach_id=coach_id,
         rules=[AvailabilityRuleOut.model_validate(r) for r in rules],

@@ -507,6 +507,7 @@ class RuleRecord(NamedTuple):
     effective_until: date | None
     id: str
     created_at: datetime
+    coach_id: uuid.UUID
 
 
 class OverrideRecord(NamedTuple):
@@ -519,13 +520,18 @@ class OverrideRecord(NamedTuple):
     end_time: time | None
     id: str
     created_at: datetime
+    coach_id: uuid.UUID
 
 
 def availability_records(
-    rules: Sequence[Sequence[Any]], overrides: Sequence[Sequence[Any]]
+    coach_id: uuid.UUID, rules: Sequence[Sequence[Any]], overrides: Sequence[Sequence[Any]]
 ) -> tuple[list[RuleRecord], list[OverrideRecord]]:
-    """availability_sql's two arrays as named records."""
-    return [RuleRecord(*r) for r in rules], [OverrideRecord(*o) for o in overrides]
+    """availability_sql's two arrays (one coach's) as named records, which
+    schemas.availability_out reads as it reads the models."""
+    return (
+        [RuleRecord._make((*r, coach_id)) for r in rules],
+        [OverrideRecord._make((*o, coach_id)) for o in overrides],
+    )
 
 
 def availability_of(
