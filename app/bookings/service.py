@@ -107,24 +107,16 @@ async def hold(
 ) -> CoachingSession:
     """Keep a place for `booking_hold_minutes` while the client checks out: the slot must
     be offered and free (Conflict otherwise). No event: nothing is booked yet."""
-    athlete = await _athlete(db, caller, athlete_id)
-
-    async def attempt() -> CoachingSession:
-        now = datetime.now(UTC)
-        hold_until = now + timedelta(minutes=settings.booking_hold_minutes)
-        return await _place_raw(
-            db,
-            caller,
-            settings,
-            coach_id=coach_id,
-            session_type_id=session_type_id,
-            start=start,
-            athlete_id=athlete,
-            now=now,
-            hold_until=hold_until,
-        )
-
-    return await _once_more_if_taken(db, caller, attempt)
+    return await _place(
+        db,
+        caller,
+        settings,
+        coach_id=coach_id,
+        session_type_id=session_type_id,
+        start=start,
+        athlete_id=athlete_id,
+        hold=True,
+    )
 
 
 async def book(
@@ -151,9 +143,36 @@ async def book(
             start=start,
             athlete_id=athlete_id,
         )
+    return await _place(
+        db,
+        caller,
+        settings,
+        coach_id=coach_id,
+        session_type_id=session_type_id,
+        start=start,
+        athlete_id=athlete_id,
+        hold=False,
+    )
+
+
+async def _place(
+    db: Database,
+    caller: Caller,
+    settings: Settings,
+    *,
+    coach_id: uuid.UUID,
+    session_type_id: uuid.UUID,
+    start: datetime,
+    athlete_id: uuid.UUID | None,
+    hold: bool,
+) -> CoachingSession:
+    """A new place for the athlete the caller may book for: a hold of
+    `booking_hold_minutes`, or a booked session; tried once more if taken time may be
+    freed (_once_more_if_taken)."""
     athlete = await _athlete(db, caller, athlete_id)
 
     async def attempt() -> CoachingSession:
+        now = datetime.now(UTC)
         return await _place_raw(
             db,
             caller,
@@ -162,7 +181,8 @@ async def book(
             session_type_id=session_type_id,
             start=start,
             athlete_id=athlete,
-            now=datetime.now(UTC),
+            now=now,
+            hold_until=now + timedelta(minutes=settings.booking_hold_minutes) if hold else None,
         )
 
     return await _once_more_if_taken(db, caller, attempt)
