@@ -186,3 +186,18 @@ async def test_two_sessions_swapping_times_at_once_never_fail_or_overlap(
         [str(first.user_id), str(second.user_id)]
     )
     assert len({r["starts_at"] for r in rows}) == 2
+
+
+async def test_a_booking_held_up_behind_a_lock_gets_a_409_not_a_timeout(api, crowd, superuser_conn):
+    """Whatever holds the time a booking needs for longer than the booking's lock timeout
+    (here a lock on the whole table), the booking tries once more and then answers 409; it
+    never runs into the statement timeout and a 500."""
+    coach, athlete = crowd["coach"], crowd["athletes"][0]
+    lesson = await session_type(api, coach)
+    async with superuser_conn.transaction():
+        await superuser_conn.execute("LOCK TABLE coach_blocks IN SHARE MODE")
+        response = await book(api, athlete, coach, lesson, at(35, 10))
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == PROBLEM
+    # Once the way is clear, the same booking goes through.
+    assert (await book(api, athlete, coach, lesson, at(35, 10))).status_code == 201

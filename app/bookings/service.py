@@ -43,8 +43,13 @@ from app.scheduling.models import SessionType
 from app.tenants.models import Role, Tenant
 
 EXCLUSION_VIOLATION = "23P01"
-# Deadlock detected, serialization failure: the transaction was rolled back, try again.
-RETRYABLE = frozenset({"40P01", "40001"})
+# Deadlock detected, serialization failure, a lock not had within BOOKING_LOCK_TIMEOUT:
+# the transaction was rolled back, try again.
+RETRYABLE = frozenset({"40P01", "40001", "55P03"})
+# The longest a booking waits for another transaction holding the time it wants (the
+# constraint's check waits for a competing insert or delete to end): then it tries once
+# more, then answers 409, rather than running into the statement timeout (a 500).
+BOOKING_LOCK_TIMEOUT = "5s"
 # The longest session a type may have (its duration's check): a session overlapping a
 # range starts at most this long before it.
 _LONGEST_SESSION = timedelta(minutes=1440)
@@ -403,7 +408,9 @@ async def _driver_transaction(db: Database, caller: Caller) -> AsyncIterator[asy
     async with db.transaction(caller.tenant_id, caller.user_id) as session:
         connection = await session.connection()
         raw = await connection.get_raw_connection()
-        yield raw.driver_connection
+        driver: asyncpg.Connection = raw.driver_connection
+        await driver.execute(f"SET LOCAL lock_timeout = '{BOOKING_LOCK_TIMEOUT}'")
+        yield driver
 
 
 async def _place_raw(
